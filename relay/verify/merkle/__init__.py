@@ -1,0 +1,1 @@
+"""Merkle proof verifiers, one module per published format."""

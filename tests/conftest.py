@@ -1,0 +1,30 @@
+"""Shared fixtures. Public vectors are read in place from ``../shared/vectors/``; where the
+folder is absent a test skips saying so, except under CI (``CI=true``), where it fails."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VECTORS = Path(os.environ.get("RELAY_VECTORS", ROOT.parent / "shared" / "vectors"))
+
+
+def vectors_path(*parts: str) -> Path:
+    """Return a path inside the shared vectors folder, or skip/fail if the folder is absent."""
+    if not VECTORS.is_dir():
+        message = f"public vectors folder {VECTORS} is absent"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (required under CI=true)")
+        pytest.skip(message)
+    path = VECTORS.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"expected vector path {path} is missing from {VECTORS}")
+    return path
+
+
+@pytest.fixture
+def vectors() -> Path:
+    return vectors_path()
