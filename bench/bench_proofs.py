@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Row, print_table  # noqa: E402
+from harness import Row, print_table
 
 SECTIONS = ["proofs_rfc6962", "proofs_ics23", "proofs_mpt", "proofs_hashing"]
 

@@ -1,1 +1,5 @@
-"""gRPC servicers and interceptors (DESIGN.md: relay/service/). Empty until the relay service issue lands; it exists now so the purity contract on relay.verify can name it."""
+"""gRPC servicers and interceptors (DESIGN.md: relay/service/).
+
+Empty until the relay service issue lands; it exists now so that the purity contract on
+relay.verify can name it.
+"""
