@@ -1,0 +1,1 @@
+"""test-support generators that sign real data; not used by the verifier"""

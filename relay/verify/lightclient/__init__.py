@@ -1,0 +1,1 @@
+"""Light clients: CometBFT (Tendermint) light blocks and transparency-log checkpoints."""
