@@ -29,6 +29,17 @@ def _proto_files() -> list[Path]:
     return sorted(PROTO_DIR.rglob("*.proto"))
 
 
+def _mypy_plugin() -> str:
+    # protoc looks plugins up on PATH, which does not include the virtualenv's bin/ when the
+    # generator runs as `.venv/bin/python proto/generate.py` (make, tests); look next to the
+    # running interpreter first.
+    beside = Path(sys.executable).parent / "protoc-gen-mypy"
+    found = str(beside) if beside.exists() else shutil.which("protoc-gen-mypy")
+    if not found:
+        raise SystemExit("protoc-gen-mypy not found: install mypy-protobuf (`make venv`)")
+    return found
+
+
 def _generate(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     files = [str(p.relative_to(PROTO_DIR)) for p in _proto_files()]
@@ -40,6 +51,7 @@ def _generate(out: Path) -> None:
     rc = protoc.main(
         [
             "grpc_tools.protoc",
+            f"--plugin=protoc-gen-mypy={_mypy_plugin()}",
             f"-I{PROTO_DIR}",
             f"-I{include}",
             f"--python_out={out}",
