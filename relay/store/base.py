@@ -1,0 +1,498 @@
+"""The Store protocol: what the engine and service may ask of persistent light-client state,
+the records it reads and writes, and the typed errors it raises.
+
+DESIGN.md principle 4, "Nothing is lost, nothing is guessed": verified state is committed
+(durably) before it is used or acknowledged, a write never half-lands, and a store that
+cannot vouch for its own contents refuses to serve. The protocol is async and speaks only
+in records and opaque blobs (the engine serialises its own client and consensus states), so
+the SQLite implementation (:mod:`relay.store.sqlite`) and a later PostgreSQL one can be
+swapped without changing callers; the behavioural suite in ``tests/test_store_contract.py``
+is what "the same behaviour" means.
+
+Invariants every implementation keeps (the contract suite checks them):
+
+* Consensus states are immutable. Re-inserting an identical state is a no-op; a different
+  header at a stored height raises :class:`ConflictError` (misbehaviour evidence).
+* Every stored consensus state's ``trusted_from`` parent is stored too, so
+  :meth:`Store.trust_path` from any stored height reaches the chain's anchor (the only
+  state with ``trusted_from = None``). Pruning preserves this.
+* A client state's ``latest_height`` always has its consensus state stored.
+* ``revision`` of a client state grows by one with every write; a write that expects
+  another revision is refused (:class:`StaleRevisionError`). This is the fencing hook for
+  per-chain sync leases (issue 9).
+* Verified state never lands on a chain that is not ``active``; a ``frozen`` or ``expired``
+  chain becomes active again only through :meth:`Store.reanchor`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+# Sanity bounds on identifiers. Heights and times are SQL 64-bit integers.
+MAX_CHAIN_ID_LENGTH = 128
+MAX_TEXT_LENGTH = 4096
+MAX_INT64 = 2**63 - 1
+DEFAULT_TRUST_PATH_LIMIT = 4096
+
+
+class ClientType(enum.StrEnum):
+    """Which light client follows the chain (DESIGN.md, trust model per chain)."""
+
+    TENDERMINT = "tendermint"
+    TLOG = "tlog"
+
+
+class ChainStatus(enum.StrEnum):
+    """Lifecycle of a registered chain.
+
+    ``pending``: registered, awaiting operator approval. ``active``: followed and queried.
+    ``frozen``: misbehaviour seen (fork, time violation); nothing is served or synced until
+    an operator re-anchors it. ``expired``: the trusting period lapsed; likewise.
+    """
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    FROZEN = "frozen"
+    EXPIRED = "expired"
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bytes | bytearray):
+        return value.hex() if len(value) <= 64 else value[:64].hex() + f"...({len(value)} bytes)"
+    return repr(value)
+
+
+class StoreError(Exception):
+    """Base of every error raised by :mod:`relay.store`.
+
+    ``reason`` is a stable, machine-readable code; ``context`` holds the named values that
+    explain the failure (chain, height, expected and actual values).
+    """
+
+    reason: ClassVar[str] = "STORE_ERROR"
+
+    def __init__(self, message: str, **context: object) -> None:
+        self.message = message
+        self.context = context
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        if not self.context:
+            return self.message
+        details = ", ".join(f"{k}={_show(v)}" for k, v in self.context.items())
+        return f"{self.message} ({details})"
+
+
+class StoreCorruptError(StoreError):
+    """The database file is damaged, truncated or not a relay database. It is never served
+    from; the message names the file, what failed, and what to do."""
+
+    reason = "STORE_CORRUPT"
+
+    def __init__(self, path: str, what: str) -> None:
+        self.path = path
+        self.what = what
+        super().__init__(
+            f"relay database {path} cannot be trusted: {what}. The relay will not serve from "
+            "it. Stop the relay and restore the file from a backup, or move it aside and "
+            "re-anchor every chain from its registered trust anchor."
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class StoreLockedError(StoreError):
+    """Another process already holds the database open for writing (one writer only)."""
+
+    reason = "STORE_LOCKED"
+
+
+class StoreClosedError(StoreError):
+    """The store was used after :meth:`Store.close`."""
+
+    reason = "STORE_CLOSED"
+
+
+class MigrationError(StoreError):
+    """The schema applied to the database does not match the migrations this build ships
+    (edited, missing or newer migrations). The relay refuses to start."""
+
+    reason = "STORE_MIGRATION_MISMATCH"
+
+
+class UnknownChainError(StoreError):
+    """The chain is not registered."""
+
+    reason = "CHAIN_UNKNOWN"
+
+    def __init__(self, chain_id: str) -> None:
+        self.chain_id = chain_id
+        super().__init__(f"chain {chain_id!r} is not registered", chain_id=chain_id)
+
+
+class ChainStatusError(StoreError):
+    """The operation is not allowed in the chain's current status (e.g. verified state for a
+    frozen chain, or un-freezing a chain without a new anchor)."""
+
+    reason = "CHAIN_STATUS"
+
+    def __init__(self, message: str, *, chain_id: str, status: str, **context: object) -> None:
+        self.chain_id = chain_id
+        self.status = status
+        super().__init__(message, chain_id=chain_id, status=status, **context)
+
+
+class ConflictError(StoreError):
+    """A consensus state with a different header is already stored at this height: two
+    headers for one height is misbehaviour evidence. The whole write was rolled back."""
+
+    reason = "CONSENSUS_CONFLICT"
+
+    def __init__(
+        self, *, chain_id: str, height: int, stored_header_hash: bytes, offered_header_hash: bytes
+    ) -> None:
+        self.chain_id = chain_id
+        self.height = height
+        self.stored_header_hash = stored_header_hash
+        self.offered_header_hash = offered_header_hash
+        super().__init__(
+            f"chain {chain_id!r} already has a different header at height {height}",
+            chain_id=chain_id,
+            height=height,
+            expected=stored_header_hash,
+            calculated=offered_header_hash,
+        )
+
+
+class StaleRevisionError(StoreError):
+    """The client state was written by someone else since the caller read it (or, with
+    ``expected=None``, it already exists). The write was refused."""
+
+    reason = "STALE_REVISION"
+
+    def __init__(self, *, chain_id: str, expected: int | None, actual: int | None) -> None:
+        self.chain_id = chain_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"client state of chain {chain_id!r} is at revision {actual}, not {expected}; "
+            "re-read it and verify again",
+            chain_id=chain_id,
+            expected=expected,
+            actual=actual,
+        )
+
+
+class InvalidRecordError(StoreError):
+    """A record is malformed or would break a store invariant (missing trust-path parent,
+    latest height without its consensus state, a second anchor...). Nothing was written."""
+
+    reason = "INVALID_RECORD"
+
+
+class TrustPathTooLongError(StoreError):
+    """The trust path from a height back to the anchor is longer than the caller's limit."""
+
+    reason = "TRUST_PATH_TOO_LONG"
+
+
+class StoreIntegrityError(StoreError):
+    """Stored data violates a store invariant (e.g. a trust path that does not reach the
+    anchor). Indicates a bug or outside tampering; treat like corruption."""
+
+    reason = "STORE_INTEGRITY"
+
+
+def _check_int(name: str, value: object, *, minimum: int = 0) -> None:
+    if type(value) is not int or not minimum <= value <= MAX_INT64:
+        raise InvalidRecordError(f"{name} must be an integer in [{minimum}, 2^63)", value=value)
+
+
+def _check_bytes(name: str, value: object) -> None:
+    if type(value) is not bytes:
+        raise InvalidRecordError(f"{name} must be bytes", type=type(value).__name__)
+
+
+def _check_text(name: str, value: object, *, limit: int = MAX_TEXT_LENGTH) -> None:
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidRecordError(f"{name} must be a string of at most {limit} characters")
+
+
+def check_height(height: object, name: str = "height") -> None:
+    """Raise :class:`InvalidRecordError` unless ``height`` is an int in [0, 2^63)."""
+    _check_int(name, height)
+
+
+def check_chain_id(chain_id: object) -> None:
+    """Raise :class:`InvalidRecordError` unless ``chain_id`` is a non-empty bounded string."""
+    _check_text("chain_id", chain_id, limit=MAX_CHAIN_ID_LENGTH)
+    if not chain_id:
+        raise InvalidRecordError("chain_id must not be empty")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainRecord:
+    """A registered chain. ``descriptor`` is the serialized, signed chain descriptor (opaque
+    to the store). ``anchor_height`` is the height of the trust anchor's consensus state.
+    ``created_at_ns``/``updated_at_ns`` are set by the store and ignored on write."""
+
+    chain_id: str
+    domain: str
+    client_type: ClientType
+    descriptor: bytes = field(repr=False)
+    status: ChainStatus
+    anchor_height: int
+    status_reason: str = ""
+    created_at_ns: int = 0
+    updated_at_ns: int = 0
+
+    def __post_init__(self) -> None:
+        check_chain_id(self.chain_id)
+        _check_text("domain", self.domain)
+        _check_text("status_reason", self.status_reason)
+        _check_bytes("descriptor", self.descriptor)
+        _check_int("anchor_height", self.anchor_height)
+        try:
+            object.__setattr__(self, "client_type", ClientType(self.client_type))
+            object.__setattr__(self, "status", ChainStatus(self.status))
+        except ValueError as exc:
+            raise InvalidRecordError(str(exc), chain_id=self.chain_id) from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientStateRecord:
+    """The latest serialized client state of a chain (opaque to the store) and the
+    revision it was written at."""
+
+    chain_id: str
+    state: bytes = field(repr=False)
+    latest_height: int
+    revision: int
+    updated_at_ns: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsensusStateRecord:
+    """One verified header (or log checkpoint) of a chain.
+
+    ``root`` is the state/log root proofs are checked against; ``light_block`` is the
+    verified header or checkpoint bytes as received, kept so offline evidence can carry the
+    trust path. ``trusted_from`` is the height of the trusted state this one was verified
+    from (its parent on the trust path); ``None`` only for the chain's anchor.
+    ``created_at_ns`` is set by the store and ignored on write.
+    """
+
+    height: int
+    time_ns: int
+    root: bytes
+    header_hash: bytes
+    light_block: bytes = field(repr=False)
+    next_validators_hash: bytes | None = None
+    trusted_from: int | None = None
+    created_at_ns: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("height", self.height)
+        _check_int("time_ns", self.time_ns, minimum=-MAX_INT64)
+        _check_bytes("root", self.root)
+        _check_bytes("header_hash", self.header_hash)
+        _check_bytes("light_block", self.light_block)
+        if not self.header_hash:
+            raise InvalidRecordError("header_hash must not be empty", height=self.height)
+        if self.next_validators_hash is not None:
+            _check_bytes("next_validators_hash", self.next_validators_hash)
+        if self.trusted_from is not None:
+            _check_int("trusted_from", self.trusted_from)
+            if self.trusted_from == self.height:
+                raise InvalidRecordError(
+                    "a state cannot be trusted from itself", height=self.height
+                )
+
+    def same_header(self, other: ConsensusStateRecord) -> bool:
+        """True when both records describe the same verified header (the fields derived from
+        the header agree); ``light_block``, ``trusted_from`` and timestamps may differ."""
+        return (
+            self.height == other.height
+            and self.header_hash == other.header_hash
+            and self.time_ns == other.time_ns
+            and self.root == other.root
+            and self.next_validators_hash == other.next_validators_hash
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MisbehaviourRecord:
+    """Stored evidence of misbehaviour (``evidence`` is opaque, serialized by the engine)."""
+
+    id: int
+    chain_id: str
+    height: int
+    kind: str
+    evidence: bytes
+    detected_at_ns: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreStats:
+    """Sizes for operators and benchmarks. ``size_bytes`` counts the database and any
+    write-ahead log on disk (for a server database: the relation sizes)."""
+
+    chains: int
+    consensus_states: int
+    misbehaviour: int
+    size_bytes: int
+    schema_version: int
+
+
+class Store(Protocol):
+    """Persistent light-client state. All methods are coroutines; none blocks the event loop.
+
+    Writes are serialised and each is one transaction, durable before the coroutine
+    returns. Reads see only committed data. Cancelling an awaiting caller does not abort a
+    write already handed to the database: it either commits whole or not at all, and the
+    client state's revision tells which.
+    """
+
+    async def close(self) -> None:
+        """Flush and release the database. Idempotent; later calls raise StoreClosedError."""
+
+    async def upsert_chain(self, chain: ChainRecord) -> None:
+        """Register a chain, or update an existing one's domain, descriptor and status.
+
+        An existing chain's ``client_type`` and ``anchor_height`` never change here (use
+        :meth:`reanchor`), and status changes follow :meth:`set_chain_status`'s rules.
+        """
+
+    async def get_chain(self, chain_id: str) -> ChainRecord | None: ...
+
+    async def list_chains(self) -> list[ChainRecord]:
+        """All registered chains, ordered by ``chain_id``."""
+
+    async def set_chain_status(self, chain_id: str, *, status: ChainStatus, reason: str) -> None:
+        """Change a chain's status. A ``frozen`` chain leaves ``frozen`` only through
+        :meth:`reanchor`; an ``expired`` one may be frozen but is otherwise re-anchored too.
+        Raises UnknownChainError, ChainStatusError."""
+
+    async def commit_verified(
+        self,
+        *,
+        chain_id: str,
+        client_state: bytes,
+        latest_height: int,
+        expected_revision: int | None,
+        consensus_states: Sequence[ConsensusStateRecord],
+    ) -> int:
+        """Persist newly verified consensus states and the new client state in ONE durable
+        transaction; return the client state's new revision (1 for the first write).
+
+        ``expected_revision`` is the revision the caller read (``None``: no client state may
+        exist yet). ``consensus_states`` are in trust order: each state's ``trusted_from``
+        is already stored or earlier in the batch; only the anchor height may have none.
+        Identical re-inserts are skipped. Nothing is written when anything fails.
+
+        Raises UnknownChainError, ChainStatusError (chain not active), StaleRevisionError,
+        ConflictError (different header at a stored height), InvalidRecordError.
+        """
+
+    async def reanchor(
+        self,
+        *,
+        chain_id: str,
+        descriptor: bytes,
+        anchor: ConsensusStateRecord,
+        client_state: bytes,
+        expected_revision: int | None,
+        reason: str,
+    ) -> int:
+        """Operator recovery: in one transaction replace the chain's descriptor and anchor,
+        drop its consensus states (issued evidence carries its own trust path), store
+        ``anchor`` (``trusted_from`` must be None) and the new client state at the anchor
+        height, and set the chain ``active``. Misbehaviour records are kept. Returns the new
+        revision (revisions keep growing across re-anchoring)."""
+
+    async def get_client_state(self, chain_id: str) -> ClientStateRecord | None: ...
+
+    async def get_consensus_state(self, chain_id: str, height: int) -> ConsensusStateRecord | None:
+        """The verified consensus state at exactly ``height``, or None."""
+
+    async def nearest_consensus_state(
+        self, chain_id: str, height: int, *, below: bool
+    ) -> ConsensusStateRecord | None:
+        """The stored state nearest to ``height``: the highest at or below it when
+        ``below`` is true, else the lowest at or above it. None when there is none. This is
+        where skipping verification of an on-demand height starts."""
+
+    async def latest_consensus_state(self, chain_id: str) -> ConsensusStateRecord | None:
+        """The stored state with the greatest height, or None."""
+
+    async def trust_path(
+        self, chain_id: str, height: int, *, max_length: int = DEFAULT_TRUST_PATH_LIMIT
+    ) -> list[ConsensusStateRecord]:
+        """The chain of trust from the anchor to ``height``: anchor first, the state at
+        ``height`` last, each element the ``trusted_from`` parent of the next. Empty when
+        ``height`` is not stored. Raises TrustPathTooLongError beyond ``max_length``
+        states, StoreIntegrityError if the path does not reach the anchor."""
+
+    async def record_misbehaviour(
+        self, *, chain_id: str, height: int, kind: str, evidence: bytes, freeze_reason: str
+    ) -> int:
+        """In one transaction store the evidence AND freeze the chain; return the record's
+        id. A chain already frozen keeps its first freeze reason."""
+
+    async def list_misbehaviour(self, chain_id: str) -> list[MisbehaviourRecord]:
+        """The chain's misbehaviour records, oldest first."""
+
+    async def prune_consensus_states(
+        self, chain_id: str, *, older_than_ns: int, keep_heights: Collection[int]
+    ) -> int:
+        """Delete consensus states whose ``time_ns`` is older than ``older_than_ns``; return
+        how many were deleted.
+
+        Never deleted: the anchor, the client state's latest height, the greatest stored
+        height, every height in ``keep_heights`` (e.g. what recent evidence rests on), every
+        state not older than the cut-off, and every state on the trust path of any of
+        those, so every remaining state still has a trust path to the anchor.
+        """
+
+    async def stats(self) -> StoreStats: ...
+
+
+# The order in which a chain may move between statuses outside of re-anchoring.
+ALLOWED_STATUS_CHANGES: frozenset[tuple[ChainStatus, ChainStatus]] = frozenset(
+    {
+        (ChainStatus.PENDING, ChainStatus.ACTIVE),
+        (ChainStatus.PENDING, ChainStatus.FROZEN),
+        (ChainStatus.PENDING, ChainStatus.EXPIRED),
+        (ChainStatus.ACTIVE, ChainStatus.PENDING),
+        (ChainStatus.ACTIVE, ChainStatus.FROZEN),
+        (ChainStatus.ACTIVE, ChainStatus.EXPIRED),
+        (ChainStatus.EXPIRED, ChainStatus.FROZEN),
+    }
+)
+
+
+def check_status_change(chain_id: str, *, current: ChainStatus, new: ChainStatus) -> None:
+    """Raise ChainStatusError unless ``current -> new`` is allowed without re-anchoring
+    (staying in the same status is always allowed)."""
+    if current == new or (current, new) in ALLOWED_STATUS_CHANGES:
+        return
+    if current in (ChainStatus.FROZEN, ChainStatus.EXPIRED):
+        message = (
+            f"chain {chain_id!r} is {current.value}; it can only become {new.value} again "
+            "through recovery with a new trust anchor"
+        )
+    else:
+        message = f"chain {chain_id!r} cannot move from {current.value} to {new.value}"
+    raise ChainStatusError(message, chain_id=chain_id, status=current.value, requested=new.value)
+
+
+def check_keep_heights(keep_heights: Collection[int]) -> list[int]:
+    """Validate and de-duplicate a pruning keep-list."""
+    out = sorted(set(keep_heights))
+    for h in out:
+        _check_int("keep height", h)
+    return out

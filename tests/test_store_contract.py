@@ -1,0 +1,858 @@
+"""Behavioural suite of the Store protocol (relay/store/base.py), written once for every
+backend. Adding a backend (PostgreSQL, issue 9) is adding one ``Backend`` class and one
+``BACKENDS`` entry; every test here must then pass unchanged.
+
+Async tests run each body with ``asyncio.run`` (no pytest plugin needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import hashlib
+import random
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from relay.store import (
+    ChainRecord,
+    ChainStatus,
+    ChainStatusError,
+    ClientType,
+    ConflictError,
+    ConsensusStateRecord,
+    InvalidRecordError,
+    MigrationError,
+    SQLiteStore,
+    StaleRevisionError,
+    Store,
+    StoreClosedError,
+    TrustPathTooLongError,
+    UnknownChainError,
+)
+from relay.store import migrations as shipped_migrations
+from relay.store.migrations import Migration
+
+# ----------------------------------------------------------------------------- backends
+
+
+class Backend(Protocol):
+    dialect: str
+
+    async def open(
+        self,
+        *,
+        migrations: Sequence[Migration] | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> Store: ...
+
+    def extra_migration_sql(self, table: str) -> str:
+        """SQL for a harmless extra migration creating ``table`` in this dialect."""
+        ...
+
+
+class SQLiteBackend:
+    dialect = "sqlite"
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "relay.db"
+
+    async def open(
+        self,
+        *,
+        migrations: Sequence[Migration] | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> Store:
+        if clock is None:
+            return await SQLiteStore.open(self.path, migrations=migrations)
+        return await SQLiteStore.open(self.path, migrations=migrations, clock=clock)
+
+    def extra_migration_sql(self, table: str) -> str:
+        return f"CREATE TABLE {table} (x INTEGER NOT NULL) STRICT;\n"
+
+
+BACKENDS: dict[str, Callable[[Path], Backend]] = {"sqlite": SQLiteBackend}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return BACKENDS[request.param](tmp_path)
+
+
+def run_async(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+# ----------------------------------------------------------------------------- helpers
+
+CHAIN = "land-registry-1"
+
+
+def chain_record(
+    chain_id: str = CHAIN,
+    *,
+    anchor_height: int = 1,
+    status: ChainStatus = ChainStatus.ACTIVE,
+    descriptor: bytes = b"descriptor-v1",
+    client_type: ClientType = ClientType.TENDERMINT,
+) -> ChainRecord:
+    return ChainRecord(
+        chain_id=chain_id,
+        domain="real_estate",
+        client_type=client_type,
+        descriptor=descriptor,
+        status=status,
+        anchor_height=anchor_height,
+    )
+
+
+def sha(*parts: object) -> bytes:
+    return hashlib.sha256(repr(parts).encode()).digest()
+
+
+def cs(
+    height: int, parent: int | None, *, fork: str = "", time_ns: int | None = None
+) -> ConsensusStateRecord:
+    """A deterministic consensus state; ``fork`` changes the header (a conflicting one)."""
+    return ConsensusStateRecord(
+        height=height,
+        time_ns=height * 1_000 if time_ns is None else time_ns,
+        root=sha("root", height, fork),
+        header_hash=sha("header", height, fork),
+        next_validators_hash=sha("nvh", height, fork),
+        light_block=sha("lb", height, fork) * 4,
+        trusted_from=parent,
+    )
+
+
+def strip(record: ConsensusStateRecord | None) -> ConsensusStateRecord | None:
+    """The record without the store-assigned timestamp, for comparison with what was written."""
+    return None if record is None else dataclasses.replace(record, created_at_ns=0)
+
+
+async def anchored(store: Store, chain_id: str = CHAIN, *, anchor_height: int = 1) -> int:
+    await store.upsert_chain(chain_record(chain_id, anchor_height=anchor_height))
+    return await store.commit_verified(
+        chain_id=chain_id,
+        client_state=b"client@%d" % anchor_height,
+        latest_height=anchor_height,
+        expected_revision=None,
+        consensus_states=[cs(anchor_height, None)],
+    )
+
+
+async def extend(
+    store: Store, states: Sequence[ConsensusStateRecord], revision: int, chain_id: str = CHAIN
+) -> int:
+    latest = max(s.height for s in states)
+    return await store.commit_verified(
+        chain_id=chain_id,
+        client_state=b"client@%d" % latest,
+        latest_height=latest,
+        expected_revision=revision,
+        consensus_states=states,
+    )
+
+
+async def snapshot(store: Store, chain_id: str = CHAIN, *, up_to: int = 200) -> dict[str, Any]:
+    """Everything observable about a chain (for 'nothing changed' assertions)."""
+    client = await store.get_client_state(chain_id)
+    states = {}
+    for h in range(up_to + 1):
+        s = await store.get_consensus_state(chain_id, h)
+        if s is not None:
+            states[h] = s
+    return {"chain": await store.get_chain(chain_id), "client": client, "states": states}
+
+
+# ----------------------------------------------------------------------------- migrations
+
+
+@run_async
+async def test_migrations_apply_once_and_are_recorded(backend: Backend) -> None:
+    shipped = shipped_migrations.load(backend.dialect)
+    store = await backend.open()
+    assert (await store.stats()).schema_version == len(shipped)
+    await store.close()
+    extra = Migration(
+        version=len(shipped) + 1, name="extra", sql=backend.extra_migration_sql("extra_t")
+    )
+    # A new migration is applied on the next start, then never again (a second run of the
+    # CREATE TABLE would fail).
+    for _ in range(2):
+        store = await backend.open(migrations=[*shipped, extra])
+        assert (await store.stats()).schema_version == extra.version
+        await store.close()
+
+
+@run_async
+async def test_edited_migration_refuses_to_start(backend: Backend) -> None:
+    shipped = shipped_migrations.load(backend.dialect)
+    extra = Migration(
+        version=len(shipped) + 1, name="extra", sql=backend.extra_migration_sql("extra_t")
+    )
+    store = await backend.open(migrations=[*shipped, extra])
+    await store.close()
+    edited = dataclasses.replace(extra, sql=extra.sql + "-- edited after release\n")
+    with pytest.raises(MigrationError, match="checksums differ") as info:
+        await backend.open(migrations=[*shipped, edited])
+    assert f"{extra.version:04d}_extra" in str(info.value)
+    renamed = dataclasses.replace(extra, name="renamed")
+    with pytest.raises(MigrationError):
+        await backend.open(migrations=[*shipped, renamed])
+    # The database is newer than a build that lacks the migration: refuse, don't guess.
+    with pytest.raises(MigrationError, match="only knows migrations up to"):
+        await backend.open(migrations=shipped)
+    store = await backend.open(migrations=[*shipped, extra])  # the right build still works
+    await store.close()
+
+
+@run_async
+async def test_failed_migration_leaves_nothing_applied(backend: Backend) -> None:
+    shipped = shipped_migrations.load(backend.dialect)
+    await (await backend.open()).close()
+    # Second statement fails after the first one succeeded: both must roll back.
+    broken = Migration(
+        version=len(shipped) + 1,
+        name="broken",
+        sql=backend.extra_migration_sql("half_t") + backend.extra_migration_sql("half_t"),
+    )
+    with pytest.raises(MigrationError, match="0002_broken failed"):
+        await backend.open(migrations=[*shipped, broken])
+    fixed = Migration(
+        version=len(shipped) + 1, name="fixed", sql=backend.extra_migration_sql("half_t")
+    )
+    store = await backend.open(migrations=[*shipped, fixed])  # half_t was not left behind
+    assert (await store.stats()).schema_version == fixed.version
+    await store.close()
+
+
+# ----------------------------------------------------------------------------- chains
+
+
+@run_async
+async def test_chain_roundtrip_list_and_update(backend: Backend) -> None:
+    ticks = iter(range(1_000, 10_000_000, 1_000))
+    store = await backend.open(clock=lambda: next(ticks))
+    try:
+        assert await store.get_chain(CHAIN) is None
+        assert await store.list_chains() == []
+        await store.upsert_chain(chain_record("b-chain", status=ChainStatus.PENDING))
+        await store.upsert_chain(chain_record("a-chain", client_type=ClientType.TLOG))
+        first = await store.get_chain("b-chain")
+        assert first is not None
+        assert (first.status, first.client_type, first.descriptor) == (
+            ChainStatus.PENDING,
+            ClientType.TENDERMINT,
+            b"descriptor-v1",
+        )
+        assert first.created_at_ns == first.updated_at_ns > 0
+        assert [c.chain_id for c in await store.list_chains()] == ["a-chain", "b-chain"]
+        await store.upsert_chain(
+            dataclasses.replace(
+                chain_record("b-chain", descriptor=b"descriptor-v2"), status_reason="approved"
+            )
+        )
+        second = await store.get_chain("b-chain")
+        assert second is not None
+        assert (second.descriptor, second.status, second.status_reason) == (
+            b"descriptor-v2",
+            ChainStatus.ACTIVE,
+            "approved",
+        )
+        assert second.created_at_ns == first.created_at_ns < second.updated_at_ns
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_upsert_cannot_change_client_type_or_anchor(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        await anchored(store)
+        with pytest.raises(InvalidRecordError, match="client type"):
+            await store.upsert_chain(chain_record(client_type=ClientType.TLOG))
+        with pytest.raises(InvalidRecordError, match="reanchor"):
+            await store.upsert_chain(chain_record(anchor_height=5))
+        chain = await store.get_chain(CHAIN)
+        assert chain is not None
+        assert (chain.client_type, chain.anchor_height) == (ClientType.TENDERMINT, 1)
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_status_rules_frozen_and_expired_need_a_new_anchor(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        await store.upsert_chain(chain_record(status=ChainStatus.PENDING))
+        await store.set_chain_status(CHAIN, status=ChainStatus.ACTIVE, reason="approved")
+        await store.set_chain_status(CHAIN, status=ChainStatus.EXPIRED, reason="trust lapsed")
+        for target in (ChainStatus.ACTIVE, ChainStatus.PENDING):
+            with pytest.raises(ChainStatusError, match="new trust anchor"):
+                await store.set_chain_status(CHAIN, status=target, reason="x")
+        await store.set_chain_status(CHAIN, status=ChainStatus.FROZEN, reason="fork at 9")
+        for target in (ChainStatus.ACTIVE, ChainStatus.PENDING, ChainStatus.EXPIRED):
+            with pytest.raises(ChainStatusError):
+                await store.set_chain_status(CHAIN, status=target, reason="x")
+        with pytest.raises(ChainStatusError):  # upsert is no back door
+            await store.upsert_chain(chain_record(status=ChainStatus.ACTIVE))
+        chain = await store.get_chain(CHAIN)
+        assert chain is not None
+        assert (chain.status, chain.status_reason) == (ChainStatus.FROZEN, "fork at 9")
+        with pytest.raises(UnknownChainError):
+            await store.set_chain_status("nope", status=ChainStatus.FROZEN, reason="x")
+    finally:
+        await store.close()
+
+
+# ----------------------------------------------------------------------------- commits
+
+
+@run_async
+async def test_commit_verified_revisions_and_reads(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        assert await store.get_client_state(CHAIN) is None
+        assert await anchored(store) == 1
+        rev = await extend(store, [cs(2, 1), cs(3, 2)], 1)
+        assert rev == 2
+        rev = await extend(store, [cs(10, 3)], rev)
+        assert rev == 3
+        client = await store.get_client_state(CHAIN)
+        assert client is not None
+        assert (client.state, client.latest_height, client.revision) == (b"client@10", 10, 3)
+        for h, parent in ((1, None), (2, 1), (3, 2), (10, 3)):
+            got = await store.get_consensus_state(CHAIN, h)
+            assert strip(got) == cs(h, parent)
+            assert got is not None and got.created_at_ns > 0
+        assert await store.get_consensus_state(CHAIN, 4) is None
+        assert await store.get_consensus_state("other", 1) is None
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_stale_revision_is_refused_and_changes_nothing(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        rev = await anchored(store)
+        rev = await extend(store, [cs(2, 1)], rev)
+        before = await snapshot(store)
+        for stale in (None, rev - 1, rev + 1):
+            with pytest.raises(StaleRevisionError) as info:
+                await extend(store, [cs(3, 2)], stale)  # type: ignore[arg-type]
+            assert (info.value.expected, info.value.actual) == (stale, rev)
+        assert await snapshot(store) == before
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_identical_reinsert_is_a_no_op(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        rev = await anchored(store)
+        rev = await extend(store, [cs(2, 1), cs(3, 2)], rev)
+        stored = await store.get_consensus_state(CHAIN, 2)
+        # Same header again, even verified along another path: nothing changes but the
+        # client state, which the caller did write.
+        again = dataclasses.replace(cs(2, 1), trusted_from=None, light_block=b"other bytes")
+        rev = await extend(store, [cs(3, 2), again, cs(2, 1)], rev)
+        assert rev == 3
+        assert await store.get_consensus_state(CHAIN, 2) == stored
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_conflicting_header_raises_and_rolls_back_the_batch(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        rev = await anchored(store)
+        rev = await extend(store, [cs(2, 1), cs(3, 2)], rev)
+        before = await snapshot(store)
+        with pytest.raises(ConflictError) as info:
+            await extend(store, [cs(4, 3), cs(5, 4), cs(3, 2, fork="evil"), cs(6, 5)], rev)
+        err = info.value
+        assert (err.chain_id, err.height) == (CHAIN, 3)
+        assert err.stored_header_hash == cs(3, 2).header_hash
+        assert err.offered_header_hash == cs(3, 2, fork="evil").header_hash
+        assert err.reason == "CONSENSUS_CONFLICT"
+        assert await snapshot(store) == before  # heights 4 and 5 were not kept
+        # Two different headers for one height inside one batch are a conflict too.
+        with pytest.raises(ConflictError):
+            await extend(store, [cs(4, 3), cs(4, 3, fork="evil")], rev)
+        assert await snapshot(store) == before
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_same_header_hash_with_other_contents_is_refused(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        rev = await anchored(store)
+        rev = await extend(store, [cs(2, 1)], rev)
+        odd = dataclasses.replace(cs(2, 1), root=b"another root")
+        with pytest.raises(InvalidRecordError, match="same header hash"):
+            await extend(store, [odd], rev)
+        assert strip(await store.get_consensus_state(CHAIN, 2)) == cs(2, 1)
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_commit_checks_invariants_and_writes_nothing_on_failure(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        rev = await anchored(store)
+        before = await snapshot(store)
+        bad_batches: list[tuple[list[ConsensusStateRecord], int, str]] = [
+            ([cs(2, 1), cs(4, 3)], 4, "not stored"),  # parent 3 missing
+            ([cs(2, 1), cs(3, None)], 3, "only the anchor"),  # second root of trust
+            ([cs(2, 1)], 7, "latest height 7"),  # client state ahead of its states
+            ([cs(3, 2), cs(2, 1)], 3, "not stored"),  # not in trust order
+        ]
+        for states, latest, message in bad_batches:
+            with pytest.raises(InvalidRecordError, match=message):
+                await store.commit_verified(
+                    chain_id=CHAIN,
+                    client_state=b"x",
+                    latest_height=latest,
+                    expected_revision=rev,
+                    consensus_states=states,
+                )
+            assert await snapshot(store) == before
+        # The anchor itself cannot claim a parent.
+        await store.upsert_chain(chain_record("second", anchor_height=5))
+        with pytest.raises(InvalidRecordError, match="anchor"):
+            await store.commit_verified(
+                chain_id="second",
+                client_state=b"x",
+                latest_height=5,
+                expected_revision=None,
+                consensus_states=[cs(5, 4)],
+            )
+        assert await store.get_client_state("second") is None
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_commit_refused_unless_chain_active(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        with pytest.raises(UnknownChainError):
+            await anchored_commit_only(store, "ghost")
+        await store.upsert_chain(chain_record(status=ChainStatus.PENDING))
+        with pytest.raises(ChainStatusError, match="pending"):
+            await anchored_commit_only(store, CHAIN)
+        assert await store.get_client_state(CHAIN) is None
+        await store.set_chain_status(CHAIN, status=ChainStatus.ACTIVE, reason="approved")
+        rev = await anchored_commit_only(store, CHAIN)
+        await store.set_chain_status(CHAIN, status=ChainStatus.EXPIRED, reason="lapsed")
+        with pytest.raises(ChainStatusError, match="expired"):
+            await extend(store, [cs(2, 1)], rev)
+        assert await store.get_consensus_state(CHAIN, 2) is None
+    finally:
+        await store.close()
+
+
+async def anchored_commit_only(store: Store, chain_id: str) -> int:
+    return await store.commit_verified(
+        chain_id=chain_id,
+        client_state=b"c",
+        latest_height=1,
+        expected_revision=None,
+        consensus_states=[cs(1, None)],
+    )
+
+
+@run_async
+async def test_malformed_arguments_are_typed_errors(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        rev = await anchored(store)
+        with pytest.raises(InvalidRecordError):
+            cs(2**63, 1)
+        with pytest.raises(InvalidRecordError):
+            cs(-1, None)
+        with pytest.raises(InvalidRecordError):
+            dataclasses.replace(cs(2, 1), root="not bytes")  # type: ignore[arg-type]
+        with pytest.raises(InvalidRecordError):
+            dataclasses.replace(cs(2, 1), trusted_from=2)
+        with pytest.raises(InvalidRecordError):
+            chain_record("")
+        with pytest.raises(InvalidRecordError):
+            chain_record("x" * 1000)
+        with pytest.raises(InvalidRecordError):
+            dataclasses.replace(chain_record(), status="thawed")  # type: ignore[arg-type]
+        with pytest.raises(InvalidRecordError):
+            await store.get_consensus_state(CHAIN, 2**64)
+        with pytest.raises(InvalidRecordError):
+            await store.commit_verified(
+                chain_id=CHAIN,
+                client_state="text",  # type: ignore[arg-type]
+                latest_height=1,
+                expected_revision=rev,
+                consensus_states=[],
+            )
+        with pytest.raises(InvalidRecordError):
+            await store.commit_verified(
+                chain_id=CHAIN,
+                client_state=b"x",
+                latest_height=1,
+                expected_revision=rev,
+                consensus_states=[b"not a record"],  # type: ignore[list-item]
+            )
+        with pytest.raises(InvalidRecordError):
+            await store.set_chain_status(CHAIN, status="thawed", reason="x")  # type: ignore[arg-type]
+        with pytest.raises(InvalidRecordError):
+            await store.prune_consensus_states(CHAIN, older_than_ns=0, keep_heights=[-1])
+    finally:
+        await store.close()
+
+
+# ----------------------------------------------------------------------------- lookups
+
+
+@run_async
+async def test_nearest_and_latest_lookups(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        assert await store.latest_consensus_state(CHAIN) is None
+        assert await store.nearest_consensus_state(CHAIN, 5, below=True) is None
+        rev = await anchored(store, anchor_height=10)
+        await extend(store, [cs(20, 10), cs(35, 20), cs(50, 35)], rev)
+
+        async def near(h: int, below: bool) -> int | None:
+            got = await store.nearest_consensus_state(CHAIN, h, below=below)
+            return None if got is None else got.height
+
+        cases = {
+            (9, True): None,
+            (10, True): 10,
+            (19, True): 10,
+            (20, True): 20,
+            (49, True): 35,
+            (10**9, True): 50,
+            (0, False): 10,
+            (11, False): 20,
+            (35, False): 35,
+            (36, False): 50,
+            (51, False): None,
+        }
+        for (h, below), want in cases.items():
+            assert await near(h, below) == want, (h, below)
+        assert strip(await store.nearest_consensus_state(CHAIN, 40, below=True)) == cs(35, 20)
+        assert strip(await store.latest_consensus_state(CHAIN)) == cs(50, 35)
+        assert await store.nearest_consensus_state("other", 40, below=True) is None
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_trust_path_follows_parents_to_the_anchor(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        rev = await anchored(store, anchor_height=100)
+        # Skipping verification forward and backward from the anchor, plus a side branch.
+        rev = await extend(store, [cs(200, 100), cs(150, 200), cs(300, 200), cs(160, 150)], rev)
+        path = await store.trust_path(CHAIN, 160)
+        assert [s.height for s in path] == [100, 200, 150, 160]
+        assert [strip(s) for s in path] == [cs(100, None), cs(200, 100), cs(150, 200), cs(160, 150)]
+        assert [s.height for s in await store.trust_path(CHAIN, 300)] == [100, 200, 300]
+        assert [s.height for s in await store.trust_path(CHAIN, 100)] == [100]
+        assert await store.trust_path(CHAIN, 101) == []
+        assert len(await store.trust_path(CHAIN, 160, max_length=4)) == 4
+        with pytest.raises(TrustPathTooLongError):
+            await store.trust_path(CHAIN, 160, max_length=3)
+    finally:
+        await store.close()
+
+
+# ----------------------------------------------------------------------------- pruning
+
+
+def reference_prune(
+    states: dict[int, ConsensusStateRecord],
+    *,
+    anchor: int,
+    latest: int,
+    cutoff: int,
+    keep: set[int],
+) -> set[int]:
+    """Obviously-correct model of the pruning rule: the heights that must remain."""
+    roots = {h for h, s in states.items() if s.time_ns >= cutoff}
+    roots |= {anchor, latest, max(states)} | (keep & states.keys())
+    remaining = set()
+    for h in roots:
+        while h is not None and h not in remaining:
+            remaining.add(h)
+            h = states[h].trusted_from  # type: ignore[assignment]
+    return remaining
+
+
+@run_async
+async def test_prune_matches_reference_model_on_random_trees(backend: Backend) -> None:
+    store = await backend.open()
+    rng = random.Random(20240611)
+    try:
+        for trial in range(25):
+            chain_id = f"chain-{trial}"
+            anchor = rng.randint(1, 50)
+            rev = await anchored(store, chain_id, anchor_height=anchor)
+            states = {anchor: cs(anchor, None)}
+            # Random trust trees: each new state is verified from some stored one.
+            for _ in range(rng.randint(1, 60)):
+                h = rng.choice([x for x in range(1, 400) if x not in states])
+                parent = rng.choice(sorted(states))
+                states[h] = cs(h, parent, time_ns=rng.randint(0, 1_000))
+                # Commit in small random batches, sometimes with latest not the maximum.
+                rev = await store.commit_verified(
+                    chain_id=chain_id,
+                    client_state=b"c",
+                    latest_height=rng.choice(sorted(states)),
+                    expected_revision=rev,
+                    consensus_states=[states[h]],
+                )
+            client = await store.get_client_state(chain_id)
+            assert client is not None
+            cutoff = rng.randint(0, 1_100)
+            keep = set(rng.sample(range(1, 400), rng.randint(0, 5)))
+            want = reference_prune(
+                states, anchor=anchor, latest=client.latest_height, cutoff=cutoff, keep=keep
+            )
+            deleted = await store.prune_consensus_states(
+                chain_id, older_than_ns=cutoff, keep_heights=keep
+            )
+            assert deleted == len(states) - len(want), trial
+            for h, state in states.items():
+                got = await store.get_consensus_state(chain_id, h)
+                assert (got is not None) == (h in want), (trial, h)
+                if h in want:  # every survivor still reaches the anchor
+                    path = await store.trust_path(chain_id, h)
+                    assert path[0].height == anchor and strip(path[-1]) == state
+            # Pruning again with the same inputs deletes nothing more.
+            again = await store.prune_consensus_states(
+                chain_id, older_than_ns=cutoff, keep_heights=keep
+            )
+            assert again == 0
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_prune_keeps_anchor_latest_and_kept_heights(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        rev = await anchored(store)
+        # Spine 1 -> 10 -> 20 -> 30, side leaves 11, 12 (from 10) and 21 (from 20).
+        rev = await extend(store, [cs(10, 1), cs(11, 10), cs(12, 10), cs(20, 10)], rev)
+        rev = await extend(store, [cs(21, 20), cs(30, 20)], rev)
+        deleted = await store.prune_consensus_states(
+            CHAIN, older_than_ns=10**12, keep_heights={12, 999}
+        )
+        assert deleted == 2  # 11 and 21: everything else is the anchor, kept or on a path
+        remaining = [h for h in range(40) if await store.get_consensus_state(CHAIN, h)]
+        assert remaining == [1, 10, 12, 20, 30]
+        with pytest.raises(UnknownChainError):
+            await store.prune_consensus_states("ghost", older_than_ns=0, keep_heights=())
+    finally:
+        await store.close()
+
+
+# ----------------------------------------------------------------------------- misbehaviour
+
+
+@run_async
+async def test_misbehaviour_freezes_the_chain_atomically(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        rev = await anchored(store)
+        rev = await extend(store, [cs(2, 1)], rev)
+        with pytest.raises(ConflictError) as info:
+            await extend(store, [cs(2, 1, fork="evil")], rev)
+        evidence = info.value.offered_header_hash + info.value.stored_header_hash
+        first = await store.record_misbehaviour(
+            chain_id=CHAIN, height=2, kind="fork", evidence=evidence, freeze_reason="fork at 2"
+        )
+        chain = await store.get_chain(CHAIN)
+        assert chain is not None
+        assert (chain.status, chain.status_reason) == (ChainStatus.FROZEN, "fork at 2")
+        with pytest.raises(ChainStatusError, match="frozen"):
+            await extend(store, [cs(3, 2)], rev)
+        second = await store.record_misbehaviour(
+            chain_id=CHAIN, height=7, kind="time", evidence=b"t", freeze_reason="later"
+        )
+        assert second > first
+        chain = await store.get_chain(CHAIN)
+        assert chain is not None and chain.status_reason == "fork at 2"  # first reason kept
+        records = await store.list_misbehaviour(CHAIN)
+        assert [(r.id, r.height, r.kind, r.evidence) for r in records] == [
+            (first, 2, "fork", evidence),
+            (second, 7, "time", b"t"),
+        ]
+        assert all(r.chain_id == CHAIN and r.detected_at_ns > 0 for r in records)
+        with pytest.raises(UnknownChainError):
+            await store.record_misbehaviour(
+                chain_id="ghost", height=1, kind="fork", evidence=b"", freeze_reason="x"
+            )
+        assert await store.list_misbehaviour("ghost") == []
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_reanchor_recovers_a_frozen_chain(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        rev = await anchored(store)
+        rev = await extend(store, [cs(2, 1), cs(3, 2)], rev)
+        await store.record_misbehaviour(
+            chain_id=CHAIN, height=3, kind="fork", evidence=b"e", freeze_reason="fork"
+        )
+        new_anchor = cs(50, None, fork="recovered")
+        with pytest.raises(StaleRevisionError):
+            await store.reanchor(
+                chain_id=CHAIN,
+                descriptor=b"descriptor-v2",
+                anchor=new_anchor,
+                client_state=b"fresh",
+                expected_revision=rev - 1,
+                reason="x",
+            )
+        with pytest.raises(InvalidRecordError):
+            await store.reanchor(
+                chain_id=CHAIN,
+                descriptor=b"descriptor-v2",
+                anchor=cs(50, 3),
+                client_state=b"fresh",
+                expected_revision=rev,
+                reason="x",
+            )
+        new_rev = await store.reanchor(
+            chain_id=CHAIN,
+            descriptor=b"descriptor-v2",
+            anchor=new_anchor,
+            client_state=b"fresh",
+            expected_revision=rev,
+            reason="recovered by operator",
+        )
+        assert new_rev == rev + 1
+        chain = await store.get_chain(CHAIN)
+        assert chain is not None
+        assert (chain.status, chain.anchor_height, chain.descriptor) == (
+            ChainStatus.ACTIVE,
+            50,
+            b"descriptor-v2",
+        )
+        assert [await store.get_consensus_state(CHAIN, h) for h in (1, 2, 3)] == [None] * 3
+        assert [strip(s) for s in await store.trust_path(CHAIN, 50)] == [new_anchor]
+        client = await store.get_client_state(CHAIN)
+        assert client is not None and (client.latest_height, client.state) == (50, b"fresh")
+        assert len(await store.list_misbehaviour(CHAIN)) == 1  # evidence is kept
+        new_rev = await extend(store, [cs(51, 50)], new_rev)
+        assert new_rev == rev + 2
+    finally:
+        await store.close()
+
+
+# ----------------------------------------------------------------------------- lifecycle
+
+
+@run_async
+async def test_reopen_after_close_keeps_everything(backend: Backend) -> None:
+    store = await backend.open()
+    rev = await anchored(store)
+    rev = await extend(store, [cs(2, 1), cs(5, 2)], rev)
+    await store.upsert_chain(chain_record("other", status=ChainStatus.PENDING))
+    await store.record_misbehaviour(
+        chain_id="other", height=3, kind="time", evidence=b"ev", freeze_reason="clock"
+    )
+    before = await snapshot(store)
+    before_other = await snapshot(store, "other")
+    misbehaviour = await store.list_misbehaviour("other")
+    stats = await store.stats()
+    await store.close()
+    store = await backend.open()
+    try:
+        assert await snapshot(store) == before
+        assert await snapshot(store, "other") == before_other
+        assert await store.list_misbehaviour("other") == misbehaviour
+        after = await store.stats()
+        assert (after.chains, after.consensus_states, after.misbehaviour) == (2, 3, 1)
+        assert after.schema_version == stats.schema_version
+        assert await extend(store, [cs(6, 5)], rev) == rev + 1
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_close_is_idempotent_and_use_after_close_fails(backend: Backend) -> None:
+    store = await backend.open()
+    await anchored(store)
+    await store.close()
+    await store.close()
+    with pytest.raises(StoreClosedError):
+        await store.get_chain(CHAIN)
+    with pytest.raises(StoreClosedError):
+        await store.upsert_chain(chain_record("x"))
+
+
+@run_async
+async def test_stats_count_rows(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        empty = await store.stats()
+        assert (empty.chains, empty.consensus_states, empty.misbehaviour) == (0, 0, 0)
+        rev = await anchored(store)
+        await extend(store, [cs(h, h - 1) for h in range(2, 52)], rev)
+        stats = await store.stats()
+        assert (stats.chains, stats.consensus_states) == (1, 51)
+        assert stats.size_bytes > 0
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_readers_never_see_a_client_state_ahead_of_its_states(backend: Backend) -> None:
+    """Concurrent readers and a writer: whatever a reader sees as the client state's latest
+    height, the consensus state for it is already readable (committed before used)."""
+    store = await backend.open()
+    try:
+        rev = await anchored(store)
+        done = asyncio.Event()
+
+        async def writer() -> None:
+            nonlocal rev
+            for top in range(2, 122, 3):
+                rev = await extend(
+                    store, [cs(top, top - 1), cs(top + 1, top), cs(top + 2, top + 1)], rev
+                )
+            done.set()
+
+        async def reader() -> int:
+            seen = 0
+            while not done.is_set():
+                client = await store.get_client_state(CHAIN)
+                assert client is not None
+                state = await store.get_consensus_state(CHAIN, client.latest_height)
+                assert state is not None, client.latest_height
+                seen += 1
+            return seen
+
+        results = await asyncio.gather(writer(), *(reader() for _ in range(6)))
+        assert sum(r for r in results[1:] if r) > 0
+        client = await store.get_client_state(CHAIN)
+        assert client is not None and client.latest_height == 121 and client.revision == 41
+    finally:
+        await store.close()
