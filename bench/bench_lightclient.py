@@ -209,7 +209,7 @@ def catch_up() -> None:
     rotating.rotate(at_height=50_001, validators=make_validators(4, prefix="b"))
     for name, chain in (
         ("catch-up 1 -> 100,001, 100 validators, stable set", stable),
-        ("catch-up 1 -> 100,001, full rotation at 50,001", rotating),
+        ("catch-up 1 -> 100,001, 4 validators, all replaced at 50,001", rotating),
     ):
         fetched: list[int] = []
         options = tm.TrustOptions(
