@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from relay.config import RelayConfig
+    from relay.service.client import ClientTls
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -71,6 +76,437 @@ def _print_table(summary: dict[str, list[int]]) -> None:
         print(f"{kind:<{width}}  {total:>6}  {matched:>7}  {total - matched:>10}  {result}")
 
 
+# ---------------------------------------------------------------------------- service
+
+
+def _load_config(path: str | None) -> RelayConfig:
+    from relay.config import ConfigError, load_config
+
+    if not path:
+        raise UsageError("--config FILE is required")
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise UsageError(f"{path}: " + "; ".join(e.problems)) from None
+
+
+def _setup_logging(level: str) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """Run the relay until SIGTERM/SIGINT. Exit 1 when it cannot start (a corrupt
+    database, a port in use, a broken adapter), 2 on configuration problems."""
+    import asyncio
+
+    from relay.config import ConfigError
+    from relay.engine.adapters import AdapterLoadError
+    from relay.service.app import StartupError, serve
+    from relay.store import StoreError
+
+    config = _load_config(args.config)
+    _setup_logging(config.log_level)
+    try:
+        asyncio.run(serve(config, insecure_dev=args.insecure_dev))
+    except ConfigError as e:
+        raise UsageError(f"{args.config}: " + "; ".join(e.problems)) from None
+    except StoreError as e:
+        print(f"relay: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except (StartupError, AdapterLoadError) as e:
+        print(f"relay: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as e:
+        print(f"relay: error: cannot listen: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_OK
+
+
+def _cmd_health_check(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from relay.service.client import local_address
+
+    address = args.address or local_address(_load_config(args.config).listen.health)
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=args.timeout)
+        except grpc.RpcError as e:
+            code = e.code() if callable(getattr(e, "code", None)) else None
+            name = code.name if code is not None else "ERROR"
+            print(f"relay at {address}: not reachable ({name})")
+            return EXIT_FAILED
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(f"relay at {address}: {status}")
+    return EXIT_OK if reply.status == health_pb2.HealthCheckResponse.SERVING else EXIT_FAILED
+
+
+def _cmd_config_validate(args: argparse.Namespace) -> int:
+    from relay.config import validate_file
+
+    problems = validate_file(args.file)
+    if not problems:
+        print("OK")
+        return EXIT_OK
+    for problem in problems:
+        print(problem)
+    return EXIT_USAGE
+
+
+# ---------------------------------------------------------------------------- clients
+
+
+def _client(args: argparse.Namespace) -> tuple[str, ClientTls | None]:
+    """Server address and TLS material from flags, else from the config file."""
+    import os
+
+    from relay.config import ENV_CLIENT_KEY, ENV_CONFIG
+    from relay.service.client import ClientTls, local_address
+
+    config_path = args.config or os.environ.get(ENV_CONFIG)
+    config = _load_config(config_path) if config_path else None
+    cc = config.client if config else None
+    server = args.server or (cc.server if cc and cc.server else None)
+    if not server and config is not None:
+        server = local_address(config.listen.grpc)
+    if not server:
+        raise UsageError("no server: pass --server HOST:PORT or --config FILE")
+    if args.insecure:
+        return server, None
+    ca = Path(args.ca) if args.ca else (cc.ca if cc else None)
+    cert = Path(args.cert) if args.cert else (cc.cert if cc else None)
+    key = Path(args.key) if args.key else (cc.key if cc else None)
+    if ca is None:
+        raise UsageError("no CA certificate: pass --ca FILE or set client.ca in the config")
+    if cert is not None and key is None and not os.environ.get(ENV_CLIENT_KEY):
+        raise UsageError(f"--cert needs --key (or ${ENV_CLIENT_KEY})")
+    if key is not None and cert is None:
+        raise UsageError("--key needs --cert")
+    try:
+        key_pem = (
+            os.environ[ENV_CLIENT_KEY].encode()
+            if os.environ.get(ENV_CLIENT_KEY)
+            else (key.read_bytes() if key else None)
+        )
+        tls = ClientTls(
+            ca_pem=ca.read_bytes(),
+            cert_pem=cert.read_bytes() if cert else None,
+            key_pem=key_pem if cert else None,
+            server_name=args.server_name or (cc.server_name if cc else None),
+        )
+    except OSError as e:
+        raise UsageError(f"cannot read {e.filename}: {e.strerror}") from None
+    return server, tls
+
+
+def _rpc(args: argparse.Namespace, call: Callable[[Any], Any]) -> int:
+    """Open a channel, run ``call(channel)``, turn RPC failures into one line and exit 1."""
+    import grpc
+
+    from relay.service.client import channel
+    from relay.service.errors import describe_rpc_error
+
+    server, tls = _client(args)
+    with channel(server, tls) as ch:
+        try:
+            call(ch)
+        except grpc.RpcError as e:
+            failure = describe_rpc_error(e)
+            print(f"relay: {failure.one_line()}", file=sys.stderr)
+            return EXIT_FAILED
+    return EXIT_OK
+
+
+def _parse_enum(enum: Any, text: str, *, flag: str) -> int:
+    from relay.service.render import enum_name
+
+    wanted = text.strip().upper().replace("-", "_")
+    for value in enum.DESCRIPTOR.values:
+        if value.number == 0:
+            continue
+        if wanted in (value.name, enum_name(enum, value.number)):
+            number: int = value.number
+            return number
+    known = ", ".join(
+        enum_name(enum, v.number).lower().replace("_", "-")
+        for v in enum.DESCRIPTOR.values
+        if v.number
+    )
+    raise UsageError(f"{flag}: unknown value {text!r}; one of: {known}")
+
+
+def _case(args: argparse.Namespace) -> Any:
+    from relay.pb.relay.v1 import types_pb2
+
+    missing = [
+        flag
+        for flag, value in (
+            ("--case-court", args.case_court),
+            ("--case-number", args.case_number),
+            ("--case-purpose", args.case_purpose),
+        )
+        if not value
+    ]
+    if missing:
+        raise UsageError(f"every query cites its case: {', '.join(missing)} required")
+    return types_pb2.CaseRef(
+        court=args.case_court,
+        case_number=args.case_number,
+        purpose=_parse_enum(types_pb2.CasePurpose, args.case_purpose, flag="--case-purpose"),
+        officer=args.officer or "",
+    )
+
+
+def _asset(args: argparse.Namespace, *, default_kind: str | None = None) -> Any:
+    from relay.pb.relay.v1 import types_pb2
+
+    kind = args.asset_kind or default_kind
+    if not kind:
+        raise UsageError("--asset-kind is required")
+    if not args.registry or not args.id:
+        raise UsageError("--registry and --id are required")
+    return types_pb2.AssetRef(
+        kind=_parse_enum(types_pb2.AssetKind, kind, flag="--asset-kind"),
+        registry=args.registry,
+        id=args.id,
+    )
+
+
+def _party(args: argparse.Namespace) -> Any:
+    from relay.pb.relay.v1 import types_pb2
+
+    if not args.id:
+        raise UsageError("--id is required")
+    return types_pb2.PartyRef(
+        kind=_parse_enum(types_pb2.PartyKind, args.party_kind, flag="--party-kind"),
+        id_type=_parse_enum(types_pb2.IdType, args.id_type, flag="--id-type"),
+        id=args.id,
+    )
+
+
+def _write_json(path: Path, message: Any) -> None:
+    from google.protobuf import json_format
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json_format.MessageToJson(message, indent=2) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write evidence to {path}: {e.strerror}") from None
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)[:100] or "chain"
+
+
+def _print_answer(args: argparse.Namespace, answer: Any, text: str) -> None:
+    from google.protobuf import json_format
+
+    if args.json:
+        print(json_format.MessageToJson(answer, indent=2))
+    else:
+        print(text)
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from relay.pb.relay.v1 import query_pb2, query_pb2_grpc, types_pb2
+    from relay.service import render
+
+    timeout = args.timeout
+    case = _case(args)
+    at = {"at_height": args.at_height} if args.at_height is not None else {}
+    out = Path(args.evidence_out) if args.evidence_out else None
+    kind = args.query_kind
+
+    if kind == "ownership":
+        req: Any = query_pb2.GetOwnershipRequest(asset=_asset(args), case_ref=case, **at)
+    elif kind == "account":
+        req = query_pb2.GetAccountRequest(
+            account=_asset(args, default_kind="bank-account"), case_ref=case, **at
+        )
+    elif kind == "history":
+        req = query_pb2.GetHistoryRequest(asset=_asset(args), case_ref=case, **at)
+    elif kind == "state":
+        try:
+            key = bytes.fromhex(args.state_key)
+        except ValueError:
+            raise UsageError("--state-key must be hex") from None
+        if not key:
+            raise UsageError("--state-key must not be empty")
+        req = query_pb2.GetStateRequest(chain_id=args.chain, key=key, case_ref=case, **at)
+    elif kind == "credit":
+        req = query_pb2.GetCreditStatusRequest(party=_party(args), case_ref=case)
+    else:
+        kinds = [_parse_enum(types_pb2.AssetKind, k, flag="--kinds") for k in args.kinds or ()]
+        req = query_pb2.ListHoldingsRequest(party=_party(args), kinds=kinds, case_ref=case)
+
+    def run(channel: Any) -> None:
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        if kind == "holdings":
+            answers = []
+            for answer in stub.ListHoldings(req, timeout=timeout):
+                answers.append(answer)
+                if not args.json:
+                    print(render.holdings_answer(answer) + "\n")
+            if args.json:
+                from google.protobuf import json_format
+
+                print("[" + ",\n".join(json_format.MessageToJson(a) for a in answers) + "]")
+            if not answers:
+                print("no chain holds the requested asset kinds", file=sys.stderr)
+            if out is not None:
+                for a in answers:
+                    base = _safe_name(a.chain_id)
+                    if a.HasField("index_evidence"):
+                        _write_json(out / f"{base}-index.json", a.index_evidence)
+                    for i, h in enumerate(a.holdings, 1):
+                        _write_json(out / f"{base}-{i}.json", h.evidence)
+            return
+        method = {
+            "ownership": (stub.GetOwnership, render.ownership_answer),
+            "account": (stub.GetAccount, render.account_answer),
+            "history": (stub.GetHistory, render.history_answer),
+            "state": (stub.GetState, render.state_answer),
+            "credit": (stub.GetCreditStatus, render.credit_answer),
+        }[kind]
+        answer = method[0](req, timeout=timeout)
+        _print_answer(args, answer, method[1](answer))
+        if out is None:
+            return
+        if kind == "credit":
+            for f in answer.findings:
+                if f.HasField("evidence"):
+                    _write_json(out / f"{_safe_name(f.chain_id)}.json", f.evidence)
+        elif answer.HasField("evidence"):
+            _write_json(out, answer.evidence)
+        else:
+            print(f"no evidence to write to {out} (outcome UNPROVEN)", file=sys.stderr)
+
+    return _rpc(args, run)
+
+
+def _cmd_chains_list(args: argparse.Namespace) -> int:
+    from relay.pb.relay.v1 import query_pb2, query_pb2_grpc, types_pb2
+    from relay.service import render
+
+    domain = _parse_enum(types_pb2.Domain, args.domain, flag="--domain") if args.domain else 0
+
+    def run(channel: Any) -> None:
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        reply = stub.ListChains(query_pb2.ListChainsRequest(domain=domain), timeout=args.timeout)
+        _print_answer(args, reply, render.chains(reply.chains))
+
+    return _rpc(args, run)
+
+
+def _connection_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("connection (defaults from --config, or $RELAY_CONFIG)")
+    g.add_argument("--config", help="relay config file (its client: section gives defaults)")
+    g.add_argument("--server", help="relay API address HOST:PORT")
+    g.add_argument("--ca", help="PEM of the CA that issued the relay's certificate")
+    g.add_argument("--cert", help="PEM client certificate")
+    g.add_argument("--key", help="PEM client key (or $RELAY_CLIENT_KEY)")
+    g.add_argument("--server-name", help="TLS name to expect in the relay's certificate")
+    g.add_argument("--insecure", action="store_true", help="plaintext (--insecure-dev relays)")
+    g.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+
+
+def _add_service_commands(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the relay", description=_cmd_serve.__doc__)
+    serve.add_argument("--config", required=True, help="relay config file (YAML)")
+    serve.add_argument(
+        "--insecure-dev",
+        action="store_true",
+        help="allow serving the API without TLS (development only; logs a warning)",
+    )
+    serve.set_defaults(func=_cmd_serve)
+
+    health = sub.add_parser(
+        "health-check",
+        help="ask a running relay's health port; exit 0 only when SERVING",
+    )
+    health.add_argument("--config", help="relay config file (listen.health is asked)")
+    health.add_argument("--address", help="health address HOST:PORT instead of the config's")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    health.set_defaults(func=_cmd_health_check)
+
+    config = sub.add_parser("config", help="configuration files")
+    csub = config.add_subparsers(dest="config_command", required=True)
+    validate = csub.add_parser(
+        "validate", help="check a config file: prints OK (exit 0) or each problem (exit 2)"
+    )
+    validate.add_argument("file")
+    validate.set_defaults(func=_cmd_config_validate)
+
+    chains = sub.add_parser("chains", help="registered partner chains")
+    chsub = chains.add_subparsers(dest="chains_command", required=True)
+    chains_list = chsub.add_parser("list", help="every chain and its light-client state")
+    chains_list.add_argument("--domain", help="only this domain (real-estate, ip, credit, bank)")
+    chains_list.add_argument("--json", action="store_true", help="proto JSON instead of a table")
+    _connection_flags(chains_list)
+    chains_list.set_defaults(func=_cmd_chains_list)
+
+    query = sub.add_parser("query", help="verified queries with evidence")
+    qsub = query.add_subparsers(dest="query_kind", required=True)
+    helps = {
+        "ownership": "who owns an asset and what restricts it",
+        "holdings": "what a party holds across all chains (one answer per chain)",
+        "credit": "dishonest-debtor listings and consumption restrictions of a party",
+        "account": "a bank account's holder, balance and freezes",
+        "history": "an asset's registered history",
+        "state": "the raw value under a state key of one chain",
+    }
+    for name, text in helps.items():
+        q = qsub.add_parser(name, help=text, description=text)
+        if name in ("ownership", "account", "history"):
+            q.add_argument(
+                "--asset-kind",
+                help="real-estate, vehicle, equity, patent, trademark, copyright, "
+                "bank-account, securities-account"
+                + (" (default bank-account)" if name == "account" else ""),
+            )
+            q.add_argument("--registry", help="registry code of the asset")
+            q.add_argument("--id", help="the registry's identifier of the asset")
+        if name in ("holdings", "credit"):
+            q.add_argument("--party-kind", default="person", help="person or org")
+            q.add_argument(
+                "--id-type", default="resident-id", help="resident-id, uscc, passport, ..."
+            )
+            q.add_argument("--id", help="the party's identifier")
+        if name == "holdings":
+            q.add_argument("--kinds", nargs="*", help="asset kinds (default: all)")
+        if name == "state":
+            q.add_argument("--chain", required=True, help="chain id")
+            q.add_argument("--state-key", required=True, help="the raw state key, hex")
+        if name in ("ownership", "account", "history", "state"):
+            q.add_argument("--at-height", type=int, help="answer as of this height")
+        c = q.add_argument_group("case (required)")
+        c.add_argument("--case-court", help="court code, e.g. 京0105")
+        c.add_argument("--case-number", help="case number, e.g. (2026)京0105执1234号")
+        c.add_argument(
+            "--case-purpose",
+            help="investigation, preservation, enforcement or trial-evidence",
+        )
+        c.add_argument("--officer", help="officer making the inquiry")
+        q.add_argument("--json", action="store_true", help="proto JSON instead of tables")
+        q.add_argument(
+            "--evidence-out",
+            help="write the evidence as proto JSON to this file (holdings and credit: "
+            "a directory, one file per evidence)",
+        )
+        _connection_flags(q)
+        q.set_defaults(func=_cmd_query)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relay", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--table", action="store_true", help="print a summary table instead")
     check.add_argument("paths", nargs="*", help="vector files or directories")
     check.set_defaults(func=_cmd_vectors_check)
+
+    _add_service_commands(sub)
     return parser
 
 
@@ -108,6 +546,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
+    except KeyboardInterrupt:
+        return EXIT_FAILED
     return code
 
 
