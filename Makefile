@@ -27,6 +27,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: lint
+	bash scripts/ensure-system-deps.sh
 	$(BIN)/python -m pytest -n 2 -q
 
 proto: $(STAMP)

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install the system tools the test suite needs and pip cannot provide: promtool (Debian's
+# `prometheus` package), which checks and unit-tests the Helm chart's alert rules.
+# Idempotent, quiet and instant when everything is present; `make test` calls it first.
+set -euo pipefail
+
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "ensure-system-deps: need ${missing[*]} (promtool) but apt-get is not available;" \
+        "install Prometheus's promtool by other means" >&2
+    exit 1
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        sudo="sudo"
+    else
+        echo "ensure-system-deps: need root (or sudo) to apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+echo "ensure-system-deps: installing ${missing[*]} (for promtool)" >&2
+export DEBIAN_FRONTEND=noninteractive
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+# Only the promtool binary is used. (Where policy-rc.d allows it, Debian also starts the
+# packaged Prometheus server; nothing here needs or uses it.)
+if ! { $sudo apt-get update -qq && \
+       $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "ensure-system-deps: apt-get install ${missing[*]} failed" >&2
+    exit 1
+fi
+command -v promtool >/dev/null 2>&1 || {
+    echo "ensure-system-deps: ${missing[*]} installed but promtool is not on PATH" >&2
+    exit 1
+}
