@@ -116,14 +116,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         asyncio.run(serve(config, insecure_dev=args.insecure_dev))
     except ConfigError as e:
         raise UsageError(f"{args.config}: " + "; ".join(e.problems)) from None
-    except StoreError as e:
+    except (StoreError, StartupError, AdapterLoadError, OSError) as e:
+        # A corrupt or locked database, a chain that cannot be registered, a broken
+        # adapter, a port in use: each message says what failed and what to do.
         print(f"relay: error: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    except (StartupError, AdapterLoadError) as e:
-        print(f"relay: error: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    except OSError as e:
-        print(f"relay: error: cannot listen: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_OK
@@ -227,7 +223,9 @@ def _rpc(args: argparse.Namespace, call: Callable[[Any], Any]) -> int:
     return EXIT_OK
 
 
-def _parse_enum(enum: Any, text: str, *, flag: str) -> int:
+def _parse_enum(enum: Any, text: str, *, flag: str) -> Any:
+    """The enum value ``text`` names (full name, or without the enum's prefix, any case,
+    dashes for underscores); UsageError listing the choices otherwise."""
     from relay.service.render import enum_name
 
     wanted = text.strip().upper().replace("-", "_")
@@ -235,8 +233,7 @@ def _parse_enum(enum: Any, text: str, *, flag: str) -> int:
         if value.number == 0:
             continue
         if wanted in (value.name, enum_name(enum, value.number)):
-            number: int = value.number
-            return number
+            return value.number
     known = ", ".join(
         enum_name(enum, v.number).lower().replace("_", "-")
         for v in enum.DESCRIPTOR.values
@@ -323,7 +320,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
     timeout = args.timeout
     case = _case(args)
-    at = {"at_height": args.at_height} if args.at_height is not None else {}
+    at_height = getattr(args, "at_height", None)
+    at = {"at_height": at_height} if at_height is not None else {}
     out = Path(args.evidence_out) if args.evidence_out else None
     kind = args.query_kind
 
@@ -350,7 +348,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         req = query_pb2.ListHoldingsRequest(party=_party(args), kinds=kinds, case_ref=case)
 
     def run(channel: Any) -> None:
-        stub = query_pb2_grpc.QueryServiceStub(channel)
+        stub = query_pb2_grpc.QueryServiceStub(channel)  # type: ignore[no-untyped-call]
         if kind == "holdings":
             answers = []
             for answer in stub.ListHoldings(req, timeout=timeout):
@@ -371,15 +369,16 @@ def _cmd_query(args: argparse.Namespace) -> int:
                     for i, h in enumerate(a.holdings, 1):
                         _write_json(out / f"{base}-{i}.json", h.evidence)
             return
-        method = {
+        method: dict[str, tuple[Any, Callable[[Any], str]]] = {
             "ownership": (stub.GetOwnership, render.ownership_answer),
             "account": (stub.GetAccount, render.account_answer),
             "history": (stub.GetHistory, render.history_answer),
             "state": (stub.GetState, render.state_answer),
             "credit": (stub.GetCreditStatus, render.credit_answer),
-        }[kind]
-        answer = method[0](req, timeout=timeout)
-        _print_answer(args, answer, method[1](answer))
+        }
+        call, show = method[kind]
+        answer = call(req, timeout=timeout)
+        _print_answer(args, answer, show(answer))
         if out is None:
             return
         if kind == "credit":
@@ -398,10 +397,14 @@ def _cmd_chains_list(args: argparse.Namespace) -> int:
     from relay.pb.relay.v1 import query_pb2, query_pb2_grpc, types_pb2
     from relay.service import render
 
-    domain = _parse_enum(types_pb2.Domain, args.domain, flag="--domain") if args.domain else 0
+    domain = (
+        _parse_enum(types_pb2.Domain, args.domain, flag="--domain")
+        if args.domain
+        else types_pb2.DOMAIN_UNSPECIFIED
+    )
 
     def run(channel: Any) -> None:
-        stub = query_pb2_grpc.QueryServiceStub(channel)
+        stub = query_pb2_grpc.QueryServiceStub(channel)  # type: ignore[no-untyped-call]
         reply = stub.ListChains(query_pb2.ListChainsRequest(domain=domain), timeout=args.timeout)
         _print_answer(args, reply, render.chains(reply.chains))
 
@@ -539,6 +542,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse already printed the message
         return EXIT_USAGE if e.code not in (0, None) else EXIT_OK
+    import os
+
+    # gRPC's C core logs handshake failures and the like on stderr by itself; client
+    # commands report every failure in one line of their own instead.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR" if args.command == "serve" else "NONE")
     try:
         code: int = args.func(args)
     except UsageError as e:
@@ -547,6 +555,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:
+        return EXIT_FAILED
+    except Exception as e:  # a bug: one line for the user, the traceback only on request
+        if os.environ.get("RELAY_DEBUG"):
+            raise
+        print(
+            f"relay: internal error: {type(e).__name__}: {e} (set RELAY_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     return code
 
