@@ -533,6 +533,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_vectors_check)
 
     _add_service_commands(sub)
+    from relay.access.commands import add_commands as _add_access_commands
+
+    _add_access_commands(sub, connection_flags=_connection_flags, rpc=_rpc)
+    from relay.offline import add_commands as _add_offline_commands
+
+    _add_offline_commands(sub)  # relay verify, relay anchors export
+    from relay.demo import add_command as _add_demo_command
+
+    _add_demo_command(sub)  # relay demo
     return parser
 
 

@@ -5,7 +5,7 @@ conversion to what the engine and the servers need.
 Example (every field but ``listen``, ``store`` and ``signing`` has a default)::
 
     version: 1
-    listen: {grpc: "0.0.0.0:7443", health: "0.0.0.0:7080"}
+    listen: {grpc: "0.0.0.0:7443", health: "0.0.0.0:7080", ops: "0.0.0.0:9090"}
     tls: {cert: relay.pem, key: relay.key, client_ca: ca.pem, require_client_cert: false}
     store: {backend: sqlite, path: /var/lib/relay/relay.db}
     signing: {algorithm: ed25519, key_id: relay-bj-2026-01, key_file: signing.key}
@@ -15,6 +15,7 @@ Example (every field but ``listen``, ``store`` and ``signing`` has a default)::
     limits: {max_request_bytes: 1MiB, max_response_bytes: 16MiB, query_deadline: 10s}
     shutdown_grace: 10s
     log_level: INFO
+    logging: {format: json}          # json (default) or text; level overrides log_level
     client: {server: "localhost:7443", ca: ca.pem, cert: client.pem, key: client.key}
 
 Relative paths are relative to the file's directory. Durations are seconds or a number with
@@ -160,16 +161,27 @@ class _Model(BaseModel):
 
 
 class ListenConfig(_Model):
-    """Where the relay listens. The health port speaks plaintext (for probes only)."""
+    """Where the relay listens. The health port speaks plaintext (for probes only). ``ops``
+    is the operations HTTP port (/metrics, /healthz, /readyz, /loglevel; unset: none);
+    ``web`` the public evidence-verification page (unset: none)."""
 
     grpc: Address
     health: Address
+    ops: Address | None = None
+    web: Address | None = None
 
     @model_validator(mode="after")
     def _distinct(self) -> ListenConfig:
-        g, h = parse_address(self.grpc), parse_address(self.health)
-        if g[1] != 0 and g == h:
-            raise ValueError("grpc and health must listen on different ports")
+        named = [("grpc", self.grpc), ("health", self.health), ("ops", self.ops)]
+        named.append(("web", self.web))
+        seen: dict[tuple[str, int], str] = {}
+        for name, value in named:
+            if value is None:
+                continue
+            address = parse_address(value)
+            if address[1] != 0 and address in seen:
+                raise ValueError(f"{seen[address]} and {name} must listen on different ports")
+            seen[address] = name
         return self
 
 
@@ -288,7 +300,75 @@ class ClientConfig(_Model):
         return self
 
 
+# --- access (issue 5): identities, court grants, onboarding, per-identity limits ---------
+# See relay/access/__init__.py for the certificate layout and the onboarding flow.
+
+ACCESS_DOMAINS = ("real-estate", "ip", "credit", "bank")
+ACCESS_QUERY_KINDS = ("ownership", "holdings", "credit", "account", "history", "state")
+
+
+class CourtGrantConfig(_Model):
+    """What one court (by its code, e.g. 京0105) may query."""
+
+    domains: list[Literal["real-estate", "ip", "credit", "bank"]] = Field(max_length=4)
+    queries: list[Literal["ownership", "holdings", "credit", "account", "history", "state"]] = (
+        Field(max_length=6)
+    )
+
+
+class InstitutionKeyConfig(_Model):
+    """A partner institution's proposal-signing key (public half, hex)."""
+
+    institution: str = Field(min_length=1, max_length=64)
+    key_id: str = Field(min_length=1, max_length=128)
+    algorithm: Literal["ed25519", "sm2"]
+    public_key: str = Field(pattern=r"^[0-9a-fA-F]{64}([0-9a-fA-F]{66})?$")
+    sm2_signer_id: str = Field(default="", max_length=8191)
+
+
+class AccessRateConfig(_Model):
+    """Per-identity token bucket and in-flight cap on the API."""
+
+    per_second: float = Field(default=50.0, gt=0, le=1_000_000)
+    burst: int = Field(default=100, ge=1, le=1_000_000)
+    max_in_flight: int = Field(default=16, ge=1, le=100_000)
+
+
+class AccessConfig(_Model):
+    """Access control. Without this section the relay runs its pre-issue-5 open mode."""
+
+    audience: str = Field(default="relay", min_length=1, max_length=128)
+    grants: dict[str, CourtGrantConfig] = Field(default_factory=dict, max_length=10_000)
+    institution_keys: list[InstitutionKeyConfig] = Field(default_factory=list, max_length=10_000)
+    approvals_required: int = Field(default=1, ge=1, le=100)
+    operators: list[str] = Field(default_factory=list, max_length=100)
+    max_proposal_lifetime: Seconds = 7 * 86400.0
+    rate: AccessRateConfig = AccessRateConfig()
+
+    @model_validator(mode="after")
+    def _quorum(self) -> AccessConfig:
+        if self.operators and self.approvals_required > len(self.operators):
+            raise ValueError("approvals_required is larger than the number of operators")
+        return self
+
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class LoggingConfig(_Model):
+    """How ``relay serve`` logs (relay/logs.py): one JSON object per line (``json``, the
+    default, for log collectors) or human-readable lines (``text``). ``level`` overrides the
+    top-level ``log_level``; the ops port's /loglevel changes it at run time."""
+
+    level: LogLevel | None = None
+    format: Literal["json", "text"] = "json"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _case(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if info.field_name == "level" else value.lower()
 
 
 class RelayConfig(_Model):
@@ -306,6 +386,8 @@ class RelayConfig(_Model):
     shutdown_grace: Seconds = 10.0
     log_level: LogLevel = "INFO"
     client: ClientConfig = ClientConfig()
+    access: AccessConfig | None = None
+    logging: LoggingConfig = LoggingConfig()
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -315,6 +397,11 @@ class RelayConfig(_Model):
     def engine_settings(self, env: Mapping[str, str] | None = None) -> EngineSettings:
         """The engine's settings (relay/engine/settings.py) from this configuration."""
         return engine_settings(self, env)
+
+    @property
+    def effective_log_level(self) -> str:
+        """``logging.level`` when set, else ``log_level``."""
+        return self.logging.level or self.log_level
 
 
 # ------------------------------------------------------------------------------- loading

@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Install the system tools the test suite needs and pip cannot provide: promtool (Debian's
-# `prometheus` package), which checks and unit-tests the Helm chart's alert rules.
+# `prometheus` package), which checks and unit-tests the Helm chart's alert rules, and
+# Debian's chromium + chromium-driver, which drive the public verification page in a real
+# headless browser (tests/test_web_verify_browser.py).
 # Idempotent, quiet and instant when everything is present; `make test` calls it first.
 set -euo pipefail
 
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "ensure-system-deps: need ${missing[*]} (promtool) but apt-get is not available;" \
-        "install Prometheus's promtool by other means" >&2
+    echo "ensure-system-deps: need ${missing[*]} but apt-get is not available;" \
+        "install them by other means" >&2
     exit 1
 fi
 
@@ -27,7 +31,7 @@ if [ "$(id -u)" -ne 0 ]; then
     fi
 fi
 
-echo "ensure-system-deps: installing ${missing[*]} (for promtool)" >&2
+echo "ensure-system-deps: installing ${missing[*]} (promtool, headless chromium)" >&2
 export DEBIAN_FRONTEND=noninteractive
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
@@ -39,7 +43,9 @@ if ! { $sudo apt-get update -qq && \
     echo "ensure-system-deps: apt-get install ${missing[*]} failed" >&2
     exit 1
 fi
-command -v promtool >/dev/null 2>&1 || {
-    echo "ensure-system-deps: ${missing[*]} installed but promtool is not on PATH" >&2
-    exit 1
-}
+for tool in promtool chromium chromedriver; do
+    command -v "$tool" >/dev/null 2>&1 || {
+        echo "ensure-system-deps: ${missing[*]} installed but $tool is not on PATH" >&2
+        exit 1
+    }
+done

@@ -127,6 +127,27 @@ RPCS: dict[str, dict[str, tuple[str, str, bool]]] = {
             "relay.v1.AdminListChainsResponse",
             False,
         ),
+        "ProposeChain": ("relay.v1.ProposeChainRequest", "relay.v1.ProposeChainResponse", False),
+        "ProposeEndpointUpdate": (
+            "relay.v1.ProposeEndpointUpdateRequest",
+            "relay.v1.ProposeEndpointUpdateResponse",
+            False,
+        ),
+        "ApproveProposal": (
+            "relay.v1.ApproveProposalRequest",
+            "relay.v1.ApproveProposalResponse",
+            False,
+        ),
+        "RejectProposal": (
+            "relay.v1.RejectProposalRequest",
+            "relay.v1.RejectProposalResponse",
+            False,
+        ),
+        "ListProposals": (
+            "relay.v1.ListProposalsRequest",
+            "relay.v1.ListProposalsResponse",
+            False,
+        ),
     },
     "relay.adapter.v1.AdapterService": {
         "Describe": (
@@ -373,6 +394,13 @@ DOCUMENTED_REASONS = {
     "RECORD_INVALID": "UNAVAILABLE",
     "INTERNAL": "INTERNAL",
     "SHUTTING_DOWN": "UNAVAILABLE",
+    "ROLE_FORBIDDEN": "PERMISSION_DENIED",
+    "GRANT_MISSING": "PERMISSION_DENIED",
+    "NOT_OWNER": "PERMISSION_DENIED",
+    "PROPOSAL_SIGNATURE_INVALID": "PERMISSION_DENIED",
+    "PROPOSAL_REPLAYED": "ALREADY_EXISTS",
+    "PROPOSAL_EXPIRED": "FAILED_PRECONDITION",
+    "PROPOSAL_CLOSED": "FAILED_PRECONDITION",
 }
 
 # Issue "Relay service", must-show 2: each lie of an adapter has its own reason code.
@@ -1028,6 +1056,47 @@ relay.adapter.v1.Capability.CAPABILITY_LIST_BY_PARTY = 9
 relay.adapter.v1.LightBlockEncoding.LIGHT_BLOCK_ENCODING_UNSPECIFIED = 0
 relay.adapter.v1.LightBlockEncoding.LIGHT_BLOCK_ENCODING_COMETBFT_PROTO = 1
 relay.adapter.v1.LightBlockEncoding.LIGHT_BLOCK_ENCODING_COMETBFT_JSON = 2
+relay.v1.ProposalInfo.proposal_id 1 string
+relay.v1.ProposalInfo.institution 2 string
+relay.v1.ProposalInfo.kind 3 relay.v1.ProposalKind
+relay.v1.ProposalInfo.chain_id 4 string
+relay.v1.ProposalInfo.state 5 relay.v1.ProposalState
+relay.v1.ProposalInfo.status_message 6 string
+relay.v1.ProposalInfo.decisions 7 repeated relay.v1.ProposalApproval
+relay.v1.ProposalInfo.approvals_required 8 uint32
+relay.v1.ProposalInfo.submitted_by 9 string
+relay.v1.ProposalInfo.submitted_at 10 google.protobuf.Timestamp
+relay.v1.ProposalInfo.expires_at 11 google.protobuf.Timestamp
+relay.v1.ProposalInfo.signed 12 relay.v1.SignedChainProposal
+relay.v1.ProposeChainRequest.signed 1 relay.v1.SignedChainProposal
+relay.v1.ProposeChainResponse.proposal 1 relay.v1.ProposalInfo
+relay.v1.ProposeEndpointUpdateRequest.signed 1 relay.v1.SignedChainProposal
+relay.v1.ProposeEndpointUpdateResponse.proposal 1 relay.v1.ProposalInfo
+relay.v1.ApproveProposalRequest.proposal_id 1 string
+relay.v1.ApproveProposalRequest.comment 2 string
+relay.v1.ApproveProposalResponse.proposal 1 relay.v1.ProposalInfo
+relay.v1.ApproveProposalResponse.chain 2 relay.v1.ChainInfo
+relay.v1.RejectProposalRequest.proposal_id 1 string
+relay.v1.RejectProposalRequest.comment 2 string
+relay.v1.RejectProposalResponse.proposal 1 relay.v1.ProposalInfo
+relay.v1.ListProposalsRequest.state 1 relay.v1.ProposalState
+relay.v1.ListProposalsResponse.proposals 1 repeated relay.v1.ProposalInfo
+relay.v1.ErrorReason.ROLE_FORBIDDEN = 33
+relay.v1.ErrorReason.GRANT_MISSING = 34
+relay.v1.ErrorReason.NOT_OWNER = 35
+relay.v1.ErrorReason.PROPOSAL_SIGNATURE_INVALID = 36
+relay.v1.ErrorReason.PROPOSAL_REPLAYED = 37
+relay.v1.ErrorReason.PROPOSAL_EXPIRED = 38
+relay.v1.ErrorReason.PROPOSAL_CLOSED = 39
+relay.v1.ProposalState.PROPOSAL_STATE_UNSPECIFIED = 0
+relay.v1.ProposalState.PROPOSAL_STATE_PENDING = 1
+relay.v1.ProposalState.PROPOSAL_STATE_APPLIED = 2
+relay.v1.ProposalState.PROPOSAL_STATE_REJECTED = 3
+relay.v1.ProposalState.PROPOSAL_STATE_FAILED = 4
+relay.v1.ProposalState.PROPOSAL_STATE_EXPIRED = 5
+relay.v1.ProposalKind.PROPOSAL_KIND_UNSPECIFIED = 0
+relay.v1.ProposalKind.PROPOSAL_KIND_REGISTER = 1
+relay.v1.ProposalKind.PROPOSAL_KIND_UPDATE_ENDPOINT = 2
 """
 
 

@@ -150,6 +150,11 @@ def test_reflection_lists_and_describes_the_api(stack: Stack) -> None:
             "RecoverChain",
             "UpdateAdapterEndpoint",
             "ListChains",
+            "ProposeChain",
+            "ProposeEndpointUpdate",
+            "ApproveProposal",
+            "RejectProposal",
+            "ListProposals",
         }
         assert methods["RegisterChain"].input_type == ".relay.v1.RegisterChainRequest"
         query = db.FindFileContainingSymbol("relay.v1.QueryService")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from relay.config import (
     ConfigError,
@@ -27,12 +28,15 @@ from relay.config import (
     load_descriptors,
     load_server_tls,
     load_signing_key,
+    parse_address,
 )
 from relay.pb.relay.v1 import admin_pb2
 from relay.service.server import RelayServer, ServerOptions
 from relay.service.servicers import CallGuard, default_guard
 
 log = logging.getLogger("relay.service")
+
+HEALTH_DESCRIPTOR = health_pb2.DESCRIPTOR.services_by_name["Health"]
 
 # The service's backstop deadline sits a little above the engine's own query deadline, so
 # that the engine's more precise timeout error (naming the chain) wins the race.
@@ -74,16 +78,12 @@ async def register_bootstrap_chains(engine: Any, config: RelayConfig) -> None:
     """Register every descriptor of ``chains`` not registered yet. A chain already
     registered is left as it is: its trust state is the store's, not the file's."""
     from relay.engine.errors import RelayError
-    from relay.pb.relay.v1 import query_pb2
 
     for descriptor in load_descriptors(config):
         chain_id = descriptor.chain_id
-        try:
-            await engine.get_chain(query_pb2.GetChainRequest(chain_id=chain_id))
-        except RelayError as e:
-            if e.reason != "NOT_FOUND":
-                raise
-        else:
+        # Asked of the registry, not through get_chain: a start-up check is no court query
+        # (relay_query_* metrics count only those).
+        if chain_id in engine.registry:
             log.info("chain %s is already registered", chain_id)
             continue
         try:
@@ -98,22 +98,35 @@ async def register_bootstrap_chains(engine: Any, config: RelayConfig) -> None:
 
 @dataclass
 class Running:
-    """A started relay: its servers, engine and store (for tests and the CLI)."""
+    """A started relay: its servers, engine and store (for tests and the CLI), the metrics
+    it records into and its ops server (None when ``listen.ops`` is unset)."""
 
     server: RelayServer
     engine: Any
     store: Any
     grace_s: float
+    metrics: Any = None
+    ops: Any = None
+    web: Any = None  # the public verification page (listen.web), relay/web/verify.py
 
     async def stop(self) -> None:
-        """The shutdown sequence; idempotent."""
+        """The shutdown sequence; idempotent. The ops port stays up (answering /readyz
+        with 503) until the in-flight calls are drained, so probes see the drain."""
+        if self.web is not None:  # it reads the store: stop it first
+            web, self.web = self.web, None
+            await web.stop()
         try:
             await self.server.stop(self.grace_s)
         finally:
             try:
                 await self.engine.close()
             finally:
-                await self.store.close()
+                try:
+                    await self.store.close()
+                finally:
+                    if self.ops is not None:
+                        ops, self.ops = self.ops, None
+                        await ops.stop()
         log.info("relay stopped")
 
 
@@ -126,12 +139,17 @@ async def start_relay(
     clock: Callable[[], int] | None = None,
     guard: CallGuard = default_guard,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    metrics: Any = None,
 ) -> Running:
     """Start everything and return once health says SERVING. ``adapters`` replaces the
-    engine's default adapter factory (tests, benchmarks). Raises ConfigError,
+    engine's default adapter factory (tests, benchmarks); ``metrics`` (a
+    relay.metrics.RelayMetrics) the process-wide one /metrics serves. Raises ConfigError,
     StartupError, StoreError, OSError (a port in use)."""
     from relay.engine.adapters import DefaultAdapterFactory
     from relay.engine.engine import Engine
+    from relay.logs import RequestContextInterceptor
+    from relay.metrics import ADMIN_SERVICE, QUERY_SERVICE, GrpcServerMetrics, default_metrics
+    from relay.web.ops import ops_app, start_ops_server
 
     env = os.environ if env is None else env
     if config.tls is None:
@@ -145,11 +163,16 @@ async def start_relay(
     settings = config.engine_settings(env)
     signer = make_signer(load_signing_key(config, env))
 
+    metrics = default_metrics() if metrics is None else metrics
+    grpc_metrics = GrpcServerMetrics(metrics)
+    grpc_metrics.initialize((QUERY_SERVICE, ADMIN_SERVICE, HEALTH_DESCRIPTOR))
     store = await open_store(config)
     engine = None
     server = None
+    ops = None
+    web = None
     try:
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"metrics": metrics}
         if clock is not None:
             kwargs["clock"] = clock
         try:
@@ -163,32 +186,83 @@ async def start_relay(
         except RuntimeError as e:  # a stored descriptor the engine cannot use
             raise StartupError(str(e)) from e
         await register_bootstrap_chains(engine, config)
+        onboarding = None
+        if config.access is not None:  # issue 5: identities, grants, limits, proposals
+            from relay.access.setup import setup_access
+
+            access = setup_access(config, engine=engine, store=store, insecure_dev=insecure_dev)
+            guard, onboarding = access.guard, access.onboarding
+            interceptors = (access.interceptor, *interceptors)
         options = ServerOptions(
             grpc_address=config.listen.grpc,
             health_address=config.listen.health,
             tls=tls,
-            require_client_cert=config.tls.require_client_cert if config.tls else False,
+            require_client_cert=(
+                (config.tls.require_client_cert or config.access is not None)
+                if config.tls
+                else False
+            ),
             max_request_bytes=config.limits.max_request_bytes,
             max_response_bytes=config.limits.max_response_bytes,
             query_deadline_s=settings.query_deadline_s + DEADLINE_MARGIN_S,
             max_concurrent_rpcs=config.limits.max_concurrent_rpcs,
         )
-        server = RelayServer(engine, options, guard=guard, interceptors=interceptors)
+        # Request context first, so the metrics interceptor and the servicers log with it.
+        chain = (RequestContextInterceptor(), grpc_metrics, *interceptors)
+        server = RelayServer(
+            engine, options, guard=guard, interceptors=chain, onboarding=onboarding
+        )
         await server.start()
+        if config.listen.ops is not None:
+            host, port = parse_address(config.listen.ops)
+            started = server
+
+            async def ready() -> tuple[bool, str]:
+                # The same condition as gRPC health SERVING.
+                return started.serving, "" if started.serving else "gRPC health is NOT_SERVING"
+
+            ops = await start_ops_server(
+                ops_app(metrics=metrics, readiness=ready), host=host.strip("[]"), port=port
+            )
+        if config.listen.web is not None:
+            web = await start_verify_page(config.listen.web, store=store, signer=signer)
         await engine.start_sync()
         await server.set_serving(True)
     except BaseException:
+        if web is not None:
+            await web.stop()
         if server is not None:
             await server.stop(0)
         if engine is not None:
             await engine.close()
         await store.close()
+        if ops is not None:
+            await ops.stop()
         raise
-    return Running(server, engine, store, config.shutdown_grace)
+    return Running(server, engine, store, config.shutdown_grace, metrics, ops, web)
+
+
+async def start_verify_page(address: str, *, store: Any, signer: Any) -> Any:
+    """Serve the public evidence-verification page (relay/web/verify.py) on ``address``,
+    checking uploads against the chains registered in ``store`` and ``signer``'s key."""
+    from relay.offline import relay_anchor_set
+    from relay.web.verify import start_verify_server, verify_app
+
+    relay_key = signer.relay_key()
+
+    async def anchors() -> Any:
+        return await relay_anchor_set(store, relay_keys=[relay_key])
+
+    host, port = parse_address(address)
+    return await start_verify_server(verify_app(anchors=anchors), host=host.strip("[]"), port=port)
 
 
 async def serve(config: RelayConfig, *, insecure_dev: bool = False) -> None:
-    """Run the relay until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run the relay until SIGTERM or SIGINT, then shut down gracefully. Logs go to
+    stderr as configured by ``logging`` (JSON lines by default, relay/logs.py)."""
+    from relay.logs import configure_logging
+
+    configure_logging(level=config.effective_log_level, fmt=config.logging.format)
     if insecure_dev:
         log.warning(
             "--insecure-dev: the API is served WITHOUT TLS; anyone on the network can read "

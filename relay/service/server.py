@@ -27,6 +27,7 @@ from relay.service.servicers import (
     AdminBackend,
     AdminServicer,
     CallGuard,
+    OnboardingBackend,
     QueryBackend,
     QueryServicer,
     default_guard,
@@ -90,8 +91,10 @@ class RelayServer:
         *,
         guard: CallGuard = default_guard,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        onboarding: OnboardingBackend | None = None,
     ) -> None:
         self.options = options
+        self._onboarding = onboarding
         self.health = HealthServicer()
         self._backend = backend
         self._guard = guard
@@ -101,6 +104,7 @@ class RelayServer:
         self.grpc_port = 0
         self.health_port = 0
         self._stopping = False
+        self._serving = False
 
     async def _set_all(self, status: Any) -> None:
         for service in ("", QUERY_SERVICE, ADMIN_SERVICE):
@@ -129,7 +133,12 @@ class RelayServer:
             maximum_concurrent_rpcs=o.max_concurrent_rpcs,
         )
         query = QueryServicer(self._backend, guard=self._guard, deadline_s=o.query_deadline_s)
-        admin = AdminServicer(self._backend, guard=self._guard, deadline_s=o.query_deadline_s)
+        admin = AdminServicer(
+            self._backend,
+            guard=self._guard,
+            deadline_s=o.query_deadline_s,
+            onboarding=self._onboarding,
+        )
         query_pb2_grpc.add_QueryServiceServicer_to_server(query, server)  # type: ignore[no-untyped-call]
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -161,7 +170,14 @@ class RelayServer:
     async def set_serving(self, serving: bool) -> None:
         """Report SERVING (store open, engine started) or NOT_SERVING."""
         if not self._stopping:
+            self._serving = serving
             await self._set_all(_SERVING if serving else _NOT_SERVING)
+
+    @property
+    def serving(self) -> bool:
+        """What health reports: True between set_serving(True) and the start of stop()
+        (the ops port's /readyz answers the same)."""
+        return self._serving and not self._stopping
 
     async def stop(self, grace_s: float) -> None:
         """Health NOT_SERVING, stop accepting calls, let in-flight calls finish within

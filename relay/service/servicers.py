@@ -69,6 +69,34 @@ class AdminBackend(Protocol):
     ) -> admin_pb2.AdminListChainsResponse: ...
 
 
+class OnboardingBackend(Protocol):
+    """The proposal RPCs of AdminService (issue 5, relay/access/proposals.py: Onboarding).
+    The caller's identity comes from the access layer's context, not from arguments."""
+
+    async def propose_chain(
+        self, req: admin_pb2.ProposeChainRequest
+    ) -> admin_pb2.ProposeChainResponse: ...
+    async def propose_endpoint_update(
+        self, req: admin_pb2.ProposeEndpointUpdateRequest
+    ) -> admin_pb2.ProposeEndpointUpdateResponse: ...
+    async def approve_proposal(
+        self, req: admin_pb2.ApproveProposalRequest
+    ) -> admin_pb2.ApproveProposalResponse: ...
+    async def reject_proposal(
+        self, req: admin_pb2.RejectProposalRequest
+    ) -> admin_pb2.RejectProposalResponse: ...
+    async def list_proposals(
+        self, req: admin_pb2.ListProposalsRequest
+    ) -> admin_pb2.ListProposalsResponse: ...
+
+
+async def _no_onboarding(req: Message) -> Any:
+    raise ServiceError(
+        "UNSUPPORTED",
+        "partner proposals need the relay's access: section (identities and institution keys)",
+    )
+
+
 class CallGuard(Protocol):
     """Decides whether a call may proceed; raises a ServiceError (or the engine's
     RelayError) to refuse it. ``method`` is the full RPC name, e.g.
@@ -266,9 +294,58 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServiceServicer):
         *,
         guard: CallGuard = default_guard,
         deadline_s: float | None = None,
+        onboarding: OnboardingBackend | None = None,
     ) -> None:
         super().__init__(guard=guard, deadline_s=deadline_s)
         self._b = backend
+        self._o = onboarding
+
+    def _onboarding(self, name: str) -> Any:
+        return _no_onboarding if self._o is None else getattr(self._o, name)
+
+    async def ProposeChain(
+        self, request: admin_pb2.ProposeChainRequest, context: Context
+    ) -> admin_pb2.ProposeChainResponse:
+        return await self._unary(
+            f"/{ADMIN_SERVICE}/ProposeChain", self._onboarding("propose_chain"), request, context
+        )
+
+    async def ProposeEndpointUpdate(
+        self, request: admin_pb2.ProposeEndpointUpdateRequest, context: Context
+    ) -> admin_pb2.ProposeEndpointUpdateResponse:
+        return await self._unary(
+            f"/{ADMIN_SERVICE}/ProposeEndpointUpdate",
+            self._onboarding("propose_endpoint_update"),
+            request,
+            context,
+        )
+
+    async def ApproveProposal(
+        self, request: admin_pb2.ApproveProposalRequest, context: Context
+    ) -> admin_pb2.ApproveProposalResponse:
+        return await self._unary(
+            f"/{ADMIN_SERVICE}/ApproveProposal",
+            self._onboarding("approve_proposal"),
+            request,
+            context,
+        )
+
+    async def RejectProposal(
+        self, request: admin_pb2.RejectProposalRequest, context: Context
+    ) -> admin_pb2.RejectProposalResponse:
+        return await self._unary(
+            f"/{ADMIN_SERVICE}/RejectProposal",
+            self._onboarding("reject_proposal"),
+            request,
+            context,
+        )
+
+    async def ListProposals(
+        self, request: admin_pb2.ListProposalsRequest, context: Context
+    ) -> admin_pb2.ListProposalsResponse:
+        return await self._unary(
+            f"/{ADMIN_SERVICE}/ListProposals", self._onboarding("list_proposals"), request, context
+        )
 
     async def RegisterChain(
         self, request: admin_pb2.RegisterChainRequest, context: Context

@@ -267,3 +267,63 @@ def write_dev_pki(directory: Path, *, client_name: str = "relay-dev-client") -> 
     server_cert, server_key = ca.issue_server("relay", client=True).write(directory, "relay")
     client_cert, client_key = ca.issue_client(client_name).write(directory, "client")
     return DevPki(directory, ca_cert, server_cert, server_key, client_cert, client_key)
+
+
+# ------------------------------------------------------------------ access (issue 5)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPki:
+    """Paths of a PKI written by :func:`write_access_pki`: the CA, the relay's server
+    certificate, one client certificate per identity (``<name>.pem``/``<name>.key``, subject
+    OU = role, O = code, CN = name; see relay/access/identity.py) and one proposal-signing
+    key per partner institution (``<institution>.signing`` holding ``ed25519:<hex seed>``)."""
+
+    directory: Path
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+    clients: dict[str, tuple[Path, Path]]
+    institution_keys: dict[str, Path]
+
+
+DEFAULT_IDENTITIES: tuple[tuple[str, str, str], ...] = (
+    ("court-bj-chaoyang", "court", "京0105"),
+    ("court-sh-pudong", "court", "沪0115"),
+    ("partner-realestate", "partner", "11110105MB0000001X"),
+    ("partner-bank", "partner", "91110000100000000A"),
+    ("operator-1", "operator", ""),
+    ("operator-2", "operator", ""),
+    ("public", "public", ""),
+)
+
+
+def write_access_pki(
+    directory: Path,
+    *,
+    identities: Sequence[tuple[str, str, str]] = DEFAULT_IDENTITIES,
+    ca: TestCA | None = None,
+) -> AccessPki:
+    """A CA, a relay certificate (localhost) and role certificates for ``identities``
+    (``(name, role, code)``), plus an Ed25519 proposal-signing key per partner code. Refuses
+    to overwrite an existing ``ca.pem``."""
+    import os
+
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_cert = directory / "ca.pem"
+    if ca_cert.exists():
+        raise FileExistsError(f"{ca_cert} exists; choose an empty directory")
+    ca = ca or TestCA.create("relay dev CA")
+    ca_cert.write_bytes(ca.cert_pem)
+    server_cert, server_key = ca.issue_server("relay", client=True).write(directory, "relay")
+    clients: dict[str, tuple[Path, Path]] = {}
+    keys: dict[str, Path] = {}
+    for name, role, code in identities:
+        issued = ca.issue_client(name, organization=code or None, organizational_unit=role)
+        clients[name] = issued.write(directory, name)
+        if role == "partner" and code not in keys:
+            path = directory / f"{code}.signing"
+            path.touch(mode=0o600)
+            path.write_text(f"ed25519:{os.urandom(32).hex()}\n")
+            keys[code] = path
+    return AccessPki(directory, ca_cert, server_cert, server_key, clients, keys)

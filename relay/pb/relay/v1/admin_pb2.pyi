@@ -12,8 +12,8 @@ arrives without breaking changes:
     whose field 2 is reserved for an approved partner proposal (`proposal_id`), and
     field 3 is reserved for `approvals` (k-of-n operator decisions).
   * ChainProposal, SignedChainProposal, ProposalApproval and ProposalDecision below are
-    the documented messages of that flow. No RPC uses them yet; issue 5 adds RPCs
-    (ProposeChain for partners, DecideProposal and ListProposals for operators).
+    the documented messages of that flow, used by ProposeChain and ProposeEndpointUpdate
+    (partners) and ApproveProposal, RejectProposal and ListProposals (operators).
   * FreezeChain deliberately stays a single-operator action: stopping a chain that
     misbehaves must never wait for a quorum.
 """
@@ -61,6 +61,66 @@ PROPOSAL_DECISION_APPROVE: ProposalDecision.ValueType  # 1
 PROPOSAL_DECISION_REJECT: ProposalDecision.ValueType  # 2
 """Reject the proposal; one rejection ends it."""
 Global___ProposalDecision: _TypeAlias = ProposalDecision  # noqa: Y015
+
+class _ProposalState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProposalStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProposalState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROPOSAL_STATE_UNSPECIFIED: _ProposalState.ValueType  # 0
+    """Not set; as a ListProposals filter: every state."""
+    PROPOSAL_STATE_PENDING: _ProposalState.ValueType  # 1
+    """Waiting for operator decisions."""
+    PROPOSAL_STATE_APPLIED: _ProposalState.ValueType  # 2
+    """Approved by enough operators and applied."""
+    PROPOSAL_STATE_REJECTED: _ProposalState.ValueType  # 3
+    """Rejected by an operator."""
+    PROPOSAL_STATE_FAILED: _ProposalState.ValueType  # 4
+    """Approved, but applying it failed ("status_message" says why); submit a new proposal."""
+    PROPOSAL_STATE_EXPIRED: _ProposalState.ValueType  # 5
+    """Its expiry passed before enough operators approved."""
+
+class ProposalState(_ProposalState, metaclass=_ProposalStateEnumTypeWrapper):
+    """Where a proposal stands."""
+
+PROPOSAL_STATE_UNSPECIFIED: ProposalState.ValueType  # 0
+"""Not set; as a ListProposals filter: every state."""
+PROPOSAL_STATE_PENDING: ProposalState.ValueType  # 1
+"""Waiting for operator decisions."""
+PROPOSAL_STATE_APPLIED: ProposalState.ValueType  # 2
+"""Approved by enough operators and applied."""
+PROPOSAL_STATE_REJECTED: ProposalState.ValueType  # 3
+"""Rejected by an operator."""
+PROPOSAL_STATE_FAILED: ProposalState.ValueType  # 4
+"""Approved, but applying it failed ("status_message" says why); submit a new proposal."""
+PROPOSAL_STATE_EXPIRED: ProposalState.ValueType  # 5
+"""Its expiry passed before enough operators approved."""
+Global___ProposalState: _TypeAlias = ProposalState  # noqa: Y015
+
+class _ProposalKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProposalKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProposalKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROPOSAL_KIND_UNSPECIFIED: _ProposalKind.ValueType  # 0
+    """Not set; never stored."""
+    PROPOSAL_KIND_REGISTER: _ProposalKind.ValueType  # 1
+    """Register a new chain."""
+    PROPOSAL_KIND_UPDATE_ENDPOINT: _ProposalKind.ValueType  # 2
+    """Move an existing chain's adapter endpoint."""
+
+class ProposalKind(_ProposalKind, metaclass=_ProposalKindEnumTypeWrapper):
+    """What a proposal asks for."""
+
+PROPOSAL_KIND_UNSPECIFIED: ProposalKind.ValueType  # 0
+"""Not set; never stored."""
+PROPOSAL_KIND_REGISTER: ProposalKind.ValueType  # 1
+"""Register a new chain."""
+PROPOSAL_KIND_UPDATE_ENDPOINT: ProposalKind.ValueType  # 2
+"""Move an existing chain's adapter endpoint."""
+Global___ProposalKind: _TypeAlias = ProposalKind  # noqa: Y015
 
 @_typing.final
 class RegisterChainRequest(_message.Message):
@@ -361,8 +421,8 @@ Global___AdminListChainsResponse: _TypeAlias = AdminListChainsResponse  # noqa: 
 @_typing.final
 class ChainProposal(_message.Message):
     """---------------------------------------------------------------------------------------------
-    Onboarding by signed partner proposals (issue "Access and onboarding"). Documented now so
-    that partners and the relay agree on the signed bytes; not served by any RPC yet.
+    Onboarding by signed partner proposals (issue "Access and onboarding"): the signed bytes
+    partners and the relay agree on, and the relay's record of each proposal.
     ---------------------------------------------------------------------------------------------
 
     A partner's request to change its chains, signed with the institution key.
@@ -536,3 +596,325 @@ class ProposalApproval(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ProposalApproval: _TypeAlias = ProposalApproval  # noqa: Y015
+
+@_typing.final
+class ProposalInfo(_message.Message):
+    """A stored proposal as the relay tracks it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_ID_FIELD_NUMBER: _builtins.int
+    INSTITUTION_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CHAIN_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STATUS_MESSAGE_FIELD_NUMBER: _builtins.int
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    APPROVALS_REQUIRED_FIELD_NUMBER: _builtins.int
+    SUBMITTED_BY_FIELD_NUMBER: _builtins.int
+    SUBMITTED_AT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    SIGNED_FIELD_NUMBER: _builtins.int
+    proposal_id: _builtins.str
+    """Lowercase hex SHA-256 of SignedChainProposal.proposal."""
+    institution: _builtins.str
+    """The proposing institution."""
+    kind: Global___ProposalKind.ValueType
+    """What it asks for."""
+    chain_id: _builtins.str
+    """The chain it registers or changes."""
+    state: Global___ProposalState.ValueType
+    """Where it stands."""
+    status_message: _builtins.str
+    """Why it failed, or what happened when it was applied."""
+    approvals_required: _builtins.int
+    """Approvals needed to apply it (k of n)."""
+    submitted_by: _builtins.str
+    """Identity of the partner that submitted it (from its client certificate)."""
+    @_builtins.property
+    def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProposalApproval]:
+        """The operators' decisions so far."""
+
+    @_builtins.property
+    def submitted_at(self) -> _timestamp_pb2.Timestamp:
+        """When the relay received it."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """The proposal's own expiry."""
+
+    @_builtins.property
+    def signed(self) -> Global___SignedChainProposal:
+        """The signed proposal as submitted."""
+
+    def __init__(
+        self,
+        *,
+        proposal_id: _builtins.str = ...,
+        institution: _builtins.str = ...,
+        kind: Global___ProposalKind.ValueType = ...,
+        chain_id: _builtins.str = ...,
+        state: Global___ProposalState.ValueType = ...,
+        status_message: _builtins.str = ...,
+        decisions: _abc.Iterable[Global___ProposalApproval] | None = ...,
+        approvals_required: _builtins.int = ...,
+        submitted_by: _builtins.str = ...,
+        submitted_at: _timestamp_pb2.Timestamp | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        signed: Global___SignedChainProposal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "signed", b"signed", "submitted_at", b"submitted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals_required", b"approvals_required", "chain_id", b"chain_id", "decisions", b"decisions", "expires_at", b"expires_at", "institution", b"institution", "kind", b"kind", "proposal_id", b"proposal_id", "signed", b"signed", "state", b"state", "status_message", b"status_message", "submitted_at", b"submitted_at", "submitted_by", b"submitted_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposalInfo: _TypeAlias = ProposalInfo  # noqa: Y015
+
+@_typing.final
+class ProposeChainRequest(_message.Message):
+    """Request of ProposeChain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def signed(self) -> Global___SignedChainProposal:
+        """A ChainProposal whose action is `register`, signed by the institution."""
+
+    def __init__(
+        self,
+        *,
+        signed: Global___SignedChainProposal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["signed", b"signed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signed", b"signed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeChainRequest: _TypeAlias = ProposeChainRequest  # noqa: Y015
+
+@_typing.final
+class ProposeChainResponse(_message.Message):
+    """Response of ProposeChain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def proposal(self) -> Global___ProposalInfo:
+        """The stored proposal (state PENDING)."""
+
+    def __init__(
+        self,
+        *,
+        proposal: Global___ProposalInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeChainResponse: _TypeAlias = ProposeChainResponse  # noqa: Y015
+
+@_typing.final
+class ProposeEndpointUpdateRequest(_message.Message):
+    """Request of ProposeEndpointUpdate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def signed(self) -> Global___SignedChainProposal:
+        """A ChainProposal whose action is `update_endpoint`, signed by the institution."""
+
+    def __init__(
+        self,
+        *,
+        signed: Global___SignedChainProposal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["signed", b"signed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signed", b"signed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeEndpointUpdateRequest: _TypeAlias = ProposeEndpointUpdateRequest  # noqa: Y015
+
+@_typing.final
+class ProposeEndpointUpdateResponse(_message.Message):
+    """Response of ProposeEndpointUpdate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def proposal(self) -> Global___ProposalInfo:
+        """The stored proposal (state PENDING)."""
+
+    def __init__(
+        self,
+        *,
+        proposal: Global___ProposalInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeEndpointUpdateResponse: _TypeAlias = ProposeEndpointUpdateResponse  # noqa: Y015
+
+@_typing.final
+class ApproveProposalRequest(_message.Message):
+    """Request of ApproveProposal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_ID_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    proposal_id: _builtins.str
+    """The proposal to approve."""
+    comment: _builtins.str
+    """The operator's comment, recorded with the decision."""
+    def __init__(
+        self,
+        *,
+        proposal_id: _builtins.str = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "proposal_id", b"proposal_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveProposalRequest: _TypeAlias = ApproveProposalRequest  # noqa: Y015
+
+@_typing.final
+class ApproveProposalResponse(_message.Message):
+    """Response of ApproveProposal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_FIELD_NUMBER: _builtins.int
+    CHAIN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def proposal(self) -> Global___ProposalInfo:
+        """The proposal after the decision (APPLIED once enough operators approved)."""
+
+    @_builtins.property
+    def chain(self) -> _types_pb2.ChainInfo:
+        """The chain as registered or updated, when this approval applied the proposal."""
+
+    def __init__(
+        self,
+        *,
+        proposal: Global___ProposalInfo | None = ...,
+        chain: _types_pb2.ChainInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain", "proposal", b"proposal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain", "proposal", b"proposal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveProposalResponse: _TypeAlias = ApproveProposalResponse  # noqa: Y015
+
+@_typing.final
+class RejectProposalRequest(_message.Message):
+    """Request of RejectProposal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_ID_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    proposal_id: _builtins.str
+    """The proposal to reject."""
+    comment: _builtins.str
+    """Why; recorded with the decision."""
+    def __init__(
+        self,
+        *,
+        proposal_id: _builtins.str = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "proposal_id", b"proposal_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectProposalRequest: _TypeAlias = RejectProposalRequest  # noqa: Y015
+
+@_typing.final
+class RejectProposalResponse(_message.Message):
+    """Response of RejectProposal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def proposal(self) -> Global___ProposalInfo:
+        """The proposal after the decision (REJECTED)."""
+
+    def __init__(
+        self,
+        *,
+        proposal: Global___ProposalInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectProposalResponse: _TypeAlias = RejectProposalResponse  # noqa: Y015
+
+@_typing.final
+class ListProposalsRequest(_message.Message):
+    """Request of ListProposals."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    state: Global___ProposalState.ValueType
+    """Only proposals in this state; UNSPECIFIED means all."""
+    def __init__(
+        self,
+        *,
+        state: Global___ProposalState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProposalsRequest: _TypeAlias = ListProposalsRequest  # noqa: Y015
+
+@_typing.final
+class ListProposalsResponse(_message.Message):
+    """Response of ListProposals."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def proposals(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProposalInfo]:
+        """The proposals, newest first (at most 1000)."""
+
+    def __init__(
+        self,
+        *,
+        proposals: _abc.Iterable[Global___ProposalInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposals", b"proposals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProposalsResponse: _TypeAlias = ListProposalsResponse  # noqa: Y015

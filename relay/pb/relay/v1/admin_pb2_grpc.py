@@ -60,6 +60,31 @@ class AdminServiceStub:
                 request_serializer=relay_dot_v1_dot_admin__pb2.AdminListChainsRequest.SerializeToString,
                 response_deserializer=relay_dot_v1_dot_admin__pb2.AdminListChainsResponse.FromString,
                 _registered_method=True)
+        self.ProposeChain = channel.unary_unary(
+                '/relay.v1.AdminService/ProposeChain',
+                request_serializer=relay_dot_v1_dot_admin__pb2.ProposeChainRequest.SerializeToString,
+                response_deserializer=relay_dot_v1_dot_admin__pb2.ProposeChainResponse.FromString,
+                _registered_method=True)
+        self.ProposeEndpointUpdate = channel.unary_unary(
+                '/relay.v1.AdminService/ProposeEndpointUpdate',
+                request_serializer=relay_dot_v1_dot_admin__pb2.ProposeEndpointUpdateRequest.SerializeToString,
+                response_deserializer=relay_dot_v1_dot_admin__pb2.ProposeEndpointUpdateResponse.FromString,
+                _registered_method=True)
+        self.ApproveProposal = channel.unary_unary(
+                '/relay.v1.AdminService/ApproveProposal',
+                request_serializer=relay_dot_v1_dot_admin__pb2.ApproveProposalRequest.SerializeToString,
+                response_deserializer=relay_dot_v1_dot_admin__pb2.ApproveProposalResponse.FromString,
+                _registered_method=True)
+        self.RejectProposal = channel.unary_unary(
+                '/relay.v1.AdminService/RejectProposal',
+                request_serializer=relay_dot_v1_dot_admin__pb2.RejectProposalRequest.SerializeToString,
+                response_deserializer=relay_dot_v1_dot_admin__pb2.RejectProposalResponse.FromString,
+                _registered_method=True)
+        self.ListProposals = channel.unary_unary(
+                '/relay.v1.AdminService/ListProposals',
+                request_serializer=relay_dot_v1_dot_admin__pb2.ListProposalsRequest.SerializeToString,
+                response_deserializer=relay_dot_v1_dot_admin__pb2.ListProposalsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -108,6 +133,46 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProposeChain(self, request, context):
+        """Onboarding (issue 5). A partner submits a signed proposal to register a new chain of
+        its institution; it is stored as PENDING until operators decide. Refused: a bad
+        signature or unknown key, a replayed nonce, an expired proposal, another institution.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProposeEndpointUpdate(self, request, context):
+        """A partner submits a signed proposal to move the adapter endpoint (address, TLS
+        identity) of one of its own chains; refused for another institution's chain.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveProposal(self, request, context):
+        """An operator approves a pending proposal. Once approvals_required distinct operators
+        approved, the relay applies it (registers the chain and starts syncing it, or moves the
+        endpoint) in the same call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectProposal(self, request, context):
+        """An operator rejects a pending proposal; one rejection ends it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProposals(self, request, context):
+        """Proposals, newest first: operators see all, a partner only its institution's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -135,6 +200,31 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListChains,
                     request_deserializer=relay_dot_v1_dot_admin__pb2.AdminListChainsRequest.FromString,
                     response_serializer=relay_dot_v1_dot_admin__pb2.AdminListChainsResponse.SerializeToString,
+            ),
+            'ProposeChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeChain,
+                    request_deserializer=relay_dot_v1_dot_admin__pb2.ProposeChainRequest.FromString,
+                    response_serializer=relay_dot_v1_dot_admin__pb2.ProposeChainResponse.SerializeToString,
+            ),
+            'ProposeEndpointUpdate': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeEndpointUpdate,
+                    request_deserializer=relay_dot_v1_dot_admin__pb2.ProposeEndpointUpdateRequest.FromString,
+                    response_serializer=relay_dot_v1_dot_admin__pb2.ProposeEndpointUpdateResponse.SerializeToString,
+            ),
+            'ApproveProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveProposal,
+                    request_deserializer=relay_dot_v1_dot_admin__pb2.ApproveProposalRequest.FromString,
+                    response_serializer=relay_dot_v1_dot_admin__pb2.ApproveProposalResponse.SerializeToString,
+            ),
+            'RejectProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectProposal,
+                    request_deserializer=relay_dot_v1_dot_admin__pb2.RejectProposalRequest.FromString,
+                    response_serializer=relay_dot_v1_dot_admin__pb2.RejectProposalResponse.SerializeToString,
+            ),
+            'ListProposals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProposals,
+                    request_deserializer=relay_dot_v1_dot_admin__pb2.ListProposalsRequest.FromString,
+                    response_serializer=relay_dot_v1_dot_admin__pb2.ListProposalsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -273,6 +363,141 @@ class AdminService:
             '/relay.v1.AdminService/ListChains',
             relay_dot_v1_dot_admin__pb2.AdminListChainsRequest.SerializeToString,
             relay_dot_v1_dot_admin__pb2.AdminListChainsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relay.v1.AdminService/ProposeChain',
+            relay_dot_v1_dot_admin__pb2.ProposeChainRequest.SerializeToString,
+            relay_dot_v1_dot_admin__pb2.ProposeChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeEndpointUpdate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relay.v1.AdminService/ProposeEndpointUpdate',
+            relay_dot_v1_dot_admin__pb2.ProposeEndpointUpdateRequest.SerializeToString,
+            relay_dot_v1_dot_admin__pb2.ProposeEndpointUpdateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relay.v1.AdminService/ApproveProposal',
+            relay_dot_v1_dot_admin__pb2.ApproveProposalRequest.SerializeToString,
+            relay_dot_v1_dot_admin__pb2.ApproveProposalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relay.v1.AdminService/RejectProposal',
+            relay_dot_v1_dot_admin__pb2.RejectProposalRequest.SerializeToString,
+            relay_dot_v1_dot_admin__pb2.RejectProposalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProposals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relay.v1.AdminService/ListProposals',
+            relay_dot_v1_dot_admin__pb2.ListProposalsRequest.SerializeToString,
+            relay_dot_v1_dot_admin__pb2.ListProposalsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -871,6 +871,31 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A bug or broken invariant in the relay; the message carries an incident id for logs."""
     SHUTTING_DOWN: _ErrorReason.ValueType  # 32
     """The relay is shutting down and no longer accepts calls; retry on another replica."""
+    ROLE_FORBIDDEN: _ErrorReason.ValueType  # 33
+    """Access and onboarding (issue 5).
+    The caller's role (from its client certificate) may not call this RPC ("role" and
+    "method" say which).
+    """
+    GRANT_MISSING: _ErrorReason.ValueType  # 34
+    """The court's grants do not cover this domain or query kind ("domain" or "query" says
+    which is missing).
+    """
+    NOT_OWNER: _ErrorReason.ValueType  # 35
+    """A partner tried to change a chain of another institution, or to propose for an
+    institution that is not its own.
+    """
+    PROPOSAL_SIGNATURE_INVALID: _ErrorReason.ValueType  # 36
+    """A signed proposal's signature does not verify, or its key is not registered for the
+    proposing institution.
+    """
+    PROPOSAL_REPLAYED: _ErrorReason.ValueType  # 37
+    """A signed proposal reuses a nonce the relay has seen before (replay)."""
+    PROPOSAL_EXPIRED: _ErrorReason.ValueType  # 38
+    """A proposal's expiry has passed (or its lifetime is longer than the relay accepts)."""
+    PROPOSAL_CLOSED: _ErrorReason.ValueType  # 39
+    """The proposal is already decided (applied, rejected or failed), or this operator already
+    decided on it.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """---------------------------------------------------------------------------------------------
@@ -981,6 +1006,31 @@ INTERNAL: ErrorReason.ValueType  # 31
 """A bug or broken invariant in the relay; the message carries an incident id for logs."""
 SHUTTING_DOWN: ErrorReason.ValueType  # 32
 """The relay is shutting down and no longer accepts calls; retry on another replica."""
+ROLE_FORBIDDEN: ErrorReason.ValueType  # 33
+"""Access and onboarding (issue 5).
+The caller's role (from its client certificate) may not call this RPC ("role" and
+"method" say which).
+"""
+GRANT_MISSING: ErrorReason.ValueType  # 34
+"""The court's grants do not cover this domain or query kind ("domain" or "query" says
+which is missing).
+"""
+NOT_OWNER: ErrorReason.ValueType  # 35
+"""A partner tried to change a chain of another institution, or to propose for an
+institution that is not its own.
+"""
+PROPOSAL_SIGNATURE_INVALID: ErrorReason.ValueType  # 36
+"""A signed proposal's signature does not verify, or its key is not registered for the
+proposing institution.
+"""
+PROPOSAL_REPLAYED: ErrorReason.ValueType  # 37
+"""A signed proposal reuses a nonce the relay has seen before (replay)."""
+PROPOSAL_EXPIRED: ErrorReason.ValueType  # 38
+"""A proposal's expiry has passed (or its lifetime is longer than the relay accepts)."""
+PROPOSAL_CLOSED: ErrorReason.ValueType  # 39
+"""The proposal is already decided (applied, rejected or failed), or this operator already
+decided on it.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final
