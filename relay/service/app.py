@@ -149,7 +149,6 @@ async def start_relay(
     from relay.engine.engine import Engine
     from relay.logs import RequestContextInterceptor
     from relay.metrics import ADMIN_SERVICE, QUERY_SERVICE, GrpcServerMetrics, default_metrics
-    from relay.web.ops import ops_app, start_ops_server
 
     env = os.environ if env is None else env
     if config.tls is None:
@@ -193,6 +192,11 @@ async def start_relay(
             access = setup_access(config, engine=engine, store=store, insecure_dev=insecure_dev)
             guard, onboarding = access.guard, access.onboarding
             interceptors = (access.interceptor, *interceptors)
+        else:
+            log.warning(
+                "no access: section in the config: callers are not identified and court "
+                "grants are not enforced (development only; add access: for production)"
+            )
         options = ServerOptions(
             grpc_address=config.listen.grpc,
             health_address=config.listen.health,
@@ -214,6 +218,9 @@ async def start_relay(
         )
         await server.start()
         if config.listen.ops is not None:
+            # Imported here: aiohttp takes a noticeable part of start-up without an ops port.
+            from relay.web.ops import ops_app, start_ops_server
+
             host, port = parse_address(config.listen.ops)
             started = server
 
