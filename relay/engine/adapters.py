@@ -28,9 +28,9 @@ import importlib.metadata
 import inspect
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, Protocol, TypeVar
 
 import grpc
 import grpc.aio
@@ -41,6 +41,9 @@ from relay.engine.settings import EngineSettings
 from relay.pb.relay.adapter.v1 import adapter_pb2 as apb
 from relay.pb.relay.adapter.v1 import adapter_pb2_grpc as apb_grpc
 from relay.pb.relay.v1 import types_pb2
+
+if TYPE_CHECKING:
+    from relay.metrics import RelayMetrics
 
 ENTRY_POINT_GROUP: Final = "relay.adapters"
 MAX_CONSISTENCY_HASHES: Final = 64
@@ -190,8 +193,50 @@ class AdapterCallStats:
     breaker_rejections: int = 0
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _metered(
+    method: str,
+) -> Callable[[Callable[_P, Coroutine[Any, Any, _R]]], Callable[_P, Coroutine[Any, Any, _R]]]:
+    """Time one AdapterService call of a _ResilientClient (retries and the checks of what
+    came back included) into its ``metrics``, with the RelayError reason when it fails."""
+
+    def decorate(
+        fn: Callable[_P, Coroutine[Any, Any, _R]],
+    ) -> Callable[_P, Coroutine[Any, Any, _R]]:
+        async def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            client = args[0]
+            assert isinstance(client, _ResilientClient)
+            metrics = client.metrics
+            if metrics is None:
+                return await fn(*args, **kwargs)
+            t0 = time.perf_counter()
+            try:
+                result = await fn(*args, **kwargs)
+            except RelayError as e:
+                seconds = time.perf_counter() - t0
+                metrics.record_adapter_request(
+                    client.chain_id, method=method, seconds=seconds, reason=e.reason
+                )
+                raise
+            seconds = time.perf_counter() - t0
+            metrics.record_adapter_request(client.chain_id, method=method, seconds=seconds)
+            return result
+
+        call.__name__ = getattr(fn, "__name__", method)
+        call.__doc__ = fn.__doc__
+        return call
+
+    return decorate
+
+
 class _ResilientClient:
     """AdapterClient over a transport: deadlines, limits, retries, circuit breaker."""
+
+    metrics: RelayMetrics | None = None
+    """Where calls are timed and failures counted (see :meth:`bind_metrics`)."""
 
     def __init__(
         self,
@@ -214,6 +259,10 @@ class _ResilientClient:
             monotonic=monotonic,
         )
         self.stats = AdapterCallStats()
+
+    def bind_metrics(self, metrics: RelayMetrics | None) -> None:
+        """Time every call into ``metrics`` (relay_adapter_request_duration_seconds ...)."""
+        self.metrics = metrics
 
     # -- plumbing
 
@@ -337,16 +386,19 @@ class _ResilientClient:
 
     # -- AdapterClient
 
+    @_metered("Describe")
     async def describe(self) -> apb.DescribeResponse:
         response: apb.DescribeResponse = await self._unary("Describe", apb.DescribeRequest())
         return response
 
+    @_metered("GetLatestHeight")
     async def latest_height(self) -> int:
         response: apb.GetLatestHeightResponse = await self._unary(
             "GetLatestHeight", apb.GetLatestHeightRequest()
         )
         return int(response.height)
 
+    @_metered("GetLightBlocks")
     async def light_blocks(self, from_height: int, to_height: int) -> list[bytes]:
         count = to_height - from_height + 1
         if from_height < 1 or count < 1:
@@ -393,6 +445,7 @@ class _ResilientClient:
             out.append(bytes(item.light_block))
         return out
 
+    @_metered("GetCheckpoint")
     async def checkpoint(self, size: int | None) -> bytes:
         request = (
             apb.GetCheckpointRequest() if size is None else apb.GetCheckpointRequest(size=size)
@@ -407,6 +460,7 @@ class _ResilientClient:
             )
         return bytes(response.signed_note)
 
+    @_metered("GetConsistencyProof")
     async def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         response: apb.GetConsistencyProofResponse = await self._unary(
             "GetConsistencyProof", apb.GetConsistencyProofRequest(size1=size1, size2=size2)
@@ -421,6 +475,7 @@ class _ResilientClient:
             )
         return [bytes(h) for h in response.hashes]
 
+    @_metered("Query")
     async def query(self, query: apb.DomainQuery, height: int | None) -> apb.QueryResult:
         request = apb.QueryRequest(query=query)
         if height is not None:
@@ -428,6 +483,7 @@ class _ResilientClient:
         response: apb.QueryResult = await self._unary("Query", request)
         return response
 
+    @_metered("ListByParty")
     async def list_by_party(
         self, party_key: bytes, kinds: Sequence[int], height: int | None
     ) -> list[apb.QueryResult]:

@@ -56,8 +56,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from relay.engine.adapters import AdapterClient
-from relay.engine.errors import RelayError, from_verification
+from relay.engine.errors import REASONS, RelayError, from_verification
 from relay.engine.settings import EngineSettings
+from relay.metrics import RelayMetrics
 from relay.pb.relay.v1 import types_pb2 as pb
 from relay.store import (
     ClientStateRecord,
@@ -270,6 +271,8 @@ class ChainClient(ABC):
     store_client_type: ClientType
     client_type_enum: int
     header_format: int
+    metrics: RelayMetrics | None = None
+    """Where header verifications are counted (the engine sets it; None: not counted)."""
 
     def __init__(
         self,
@@ -344,6 +347,21 @@ class ChainClient(ABC):
     def is_expired(self, view: TrustedView, *, now_ns: int) -> bool:
         return self.trust_expires_at_ns(view) <= now_ns
 
+    def checked(
+        self, error: RelayError | None = None, cause: VerificationError | None = None
+    ) -> None:
+        """Count one header (checkpoint) verification, failed when ``error`` is given: the
+        reason is the verifier's own where it is an ErrorReason (SIGNATURE_INVALID ...),
+        else the error's."""
+        m = self.metrics
+        if m is not None:
+            if error is None:
+                m.record_header_verification(self.chain_id, ok=True)
+            else:
+                own = cause.reason if cause is not None else ""
+                reason = own if own in REASONS else error.reason
+                m.record_header_verification(self.chain_id, ok=False, reason=reason)
+
     def _hop(self, state: ConsensusStateRecord) -> Hop:
         try:
             return decode_hop(state.light_block)
@@ -398,9 +416,11 @@ class TendermintClient(ChainClient):
                 raw, params=self.options.params, max_bytes=self.settings.max_message_bytes
             )
         except VerificationError as e:
-            raise from_verification(
+            error = from_verification(
                 e, chain_id=self.chain_id, height=height, header=True, what="light block"
-            ) from e
+            )
+            self.checked(error, e)
+            raise error from e
         if height is not None and block.height != height:
             raise RelayError(
                 "MALFORMED_INPUT",
@@ -542,21 +562,26 @@ class TendermintClient(ChainClient):
                 if depth == len(cache) - 1:
                     pivot = trusted.height + (block.height - trusted.height) // 2
                     if not trusted.height < pivot < block.height:
-                        raise from_verification(
+                        error = from_verification(
                             e, chain_id=self.chain_id, height=block.height, header=True
-                        ) from e
+                        )
+                        self.checked(error, e)
+                        raise error from e
                     cache.append(await self._fetch(adapter, pivot))
                 depth += 1
                 continue
             except VerificationError as e:
-                raise from_verification(
+                error = from_verification(
                     e,
                     chain_id=self.chain_id,
                     height=block.height,
                     header=True,
                     what=f"light block {block.height} (verified from {trusted.height})",
                     extra={"trusted_height": str(trusted.height)},
-                ) from e
+                )
+                self.checked(error, e)
+                raise error from e
+            self.checked()
             out.append(self.record(block, raw, trusted_from=trusted.height, now_ns=now_ns))
             trusted = rules.trusted_block_of(block)
             if depth == 0:
@@ -681,9 +706,11 @@ class TlogClient(ChainClient):
         try:
             return tlog.verify_checkpoint(config=self.config, note=note, now=now_ns // NS)
         except VerificationError as e:
-            raise from_verification(
+            error = from_verification(
                 e, chain_id=self.chain_id, height=height, header=True, what="checkpoint"
-            ) from e
+            )
+            self.checked(error, e)
+            raise error from e
 
     def stored_checkpoint(self, state: ConsensusStateRecord) -> tlog.VerifiedCheckpoint:
         """The verified checkpoint of a stored state, re-verified with the time it was
@@ -779,13 +806,15 @@ class TlogClient(ChainClient):
                 ),
             ) from e
         except VerificationError as e:
-            raise from_verification(
+            error = from_verification(
                 e,
                 chain_id=self.chain_id,
                 height=vc.size,
                 header=True,
                 what=f"consistency of checkpoint {vc.size} with trusted size {trusted.height}",
-            ) from e
+            )
+            self.checked(error, e)
+            raise error from e
 
     async def _consistency(self, adapter: AdapterClient, a: int, b: int) -> list[bytes]:
         if a == 0 or a == b:
@@ -824,6 +853,7 @@ class TlogClient(ChainClient):
                 continue
             lo, hi = sorted((trusted.height, size))
             self._update(trusted, vc, await self._consistency(adapter, lo, hi), now_ns=now_ns)
+        self.checked()
         return self.record(vc, proof=proof, trusted_from=anchor.height, now_ns=now_ns)
 
     async def advance(

@@ -17,13 +17,14 @@ relay/engine read the clock, through the injected ``clock`` (ns since the epoch)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Final
+from typing import Final, TypeVar
 
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -43,6 +44,7 @@ from relay.engine.sync import (
     run_sync,
     status_text,
 )
+from relay.metrics import RelayMetrics
 from relay.pb.relay.v1 import admin_pb2 as a
 from relay.pb.relay.v1 import query_pb2 as q
 from relay.pb.relay.v1 import types_pb2 as pb
@@ -57,6 +59,8 @@ from relay.store import (
 from relay.verify import evidence as rules
 
 log = logging.getLogger("relay.engine")
+
+T = TypeVar("T")
 
 CHAIN_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,50}")
 _REGISTRY_CODE: Final = re.compile(r"[^\s]{1,64}")
@@ -193,8 +197,12 @@ class Engine:
         signer: RelaySigner,
         adapters: AdapterFactory,
         clock: Callable[[], int],
+        metrics: RelayMetrics | None = None,
     ) -> None:
         self.settings = settings
+        # Without a registry of its own the engine still records (tests read it back); the
+        # service passes the one its ops port serves.
+        self.metrics = metrics if metrics is not None else RelayMetrics(process_collectors=False)
         self.store = store
         self.signer = signer
         self.adapters = adapters
@@ -227,10 +235,19 @@ class Engine:
         signer: RelaySigner,
         adapters: AdapterFactory,
         clock: Callable[[], int] = time.time_ns,
+        metrics: RelayMetrics | None = None,
     ) -> Engine:
         """Load every registered chain. Raises AdapterLoadError (a chain's adapter cannot be
-        loaded) or RuntimeError (a stored descriptor is unusable), naming the chain."""
-        engine = cls(settings=settings, store=store, signer=signer, adapters=adapters, clock=clock)
+        loaded) or RuntimeError (a stored descriptor is unusable), naming the chain.
+        ``metrics`` receives the engine's measurements (default: a private registry)."""
+        engine = cls(
+            settings=settings,
+            store=store,
+            signer=signer,
+            adapters=adapters,
+            clock=clock,
+            metrics=metrics,
+        )
         try:
             for record in await store.list_chains():
                 await engine._load(record)
@@ -241,7 +258,39 @@ class Engine:
         return engine
 
     def _client(self, descriptor: pb.ChainDescriptor) -> ChainClient:
-        return make_client(descriptor, settings=self.settings, sig_pool=self.sig_pool)
+        client = make_client(descriptor, settings=self.settings, sig_pool=self.sig_pool)
+        client.metrics = self.metrics
+        return client
+
+    def _adapter(self, descriptor: pb.ChainDescriptor) -> AdapterClient:
+        """The chain's adapter client from the factory, timed into the engine's metrics
+        when it supports that (a test's fake adapter need not)."""
+        made = self.adapters(descriptor)
+        bind = getattr(made, "bind_metrics", None)
+        if callable(bind):
+            bind(self.metrics)
+        return made
+
+    def _meter(self, runtime: ChainRuntime) -> None:
+        """Create the chain's series (at zero) and report its status."""
+        d = runtime.descriptor
+        target = d.adapter.WhichOneof("target") or ""
+        try:
+            self.metrics.register_chain(
+                runtime.chain_id,
+                d.domain,
+                client_type=runtime.client.client_type_enum,
+                adapter={"grpc_address": "grpc", "entry_point": "entry_point"}.get(target),
+            )
+        except ValueError as e:  # UnboundedLabelError: too many chains; serve on regardless
+            log.error("chain %s gets no metrics: %s", runtime.chain_id, e)
+            return
+        self.metrics.record_chain_status(runtime.chain_id, runtime.status.value)
+
+    async def _meter_state(self, runtime: ChainRuntime) -> None:
+        """Report the trusted state a chain starts with (none yet: its series stay 0)."""
+        with contextlib.suppress(RelayError):
+            runtime.publish(await runtime.load_view())
 
     async def _load(self, record: ChainRecord) -> None:
         chain_id = record.chain_id
@@ -256,7 +305,7 @@ class Engine:
         except RelayError as e:
             raise RuntimeError(f"stored descriptor of chain {chain_id!r} is unusable: {e}") from e
         try:
-            adapter = self.adapters(descriptor)
+            adapter = self._adapter(descriptor)
         except AdapterLoadError as e:
             raise AdapterLoadError(f"chain {chain_id!r}: {e}") from e
         runtime = ChainRuntime(
@@ -267,10 +316,13 @@ class Engine:
             store=self.store,
             settings=self.settings,
             clock=self.clock,
+            metrics=self.metrics,
         )
         self.registry.add(runtime)
+        self._meter(runtime)
         if await self.store.get_client_state(chain_id) is None:
             await self._finish_registration(runtime)
+        await self._meter_state(runtime)
 
     async def _finish_registration(self, runtime: ChainRuntime) -> None:
         """Store the anchor of a chain whose registration was interrupted before it."""
@@ -435,31 +487,85 @@ class Engine:
 
     # ------------------------------------------------------------------ QueryService
 
+    def _done(self, method: str, request: object, t0: float, error: BaseException | None) -> None:
+        """Observe relay_query_duration_seconds{method} (and relay_query_errors_total on
+        failure) and log the query by method and case reference: never the parties or
+        assets it names (they are personal data; the audit log keeps them)."""
+        seconds = time.perf_counter() - t0
+        reason = None
+        if isinstance(error, RelayError):
+            reason = error.reason
+        elif isinstance(error, Exception):
+            reason = "INTERNAL"
+        self.metrics.observe_query(method, seconds=seconds, reason=reason)
+        case_ref = getattr(request, "case_ref", None)
+        case = case_ref.case_number if case_ref is not None else ""
+        extra = {"case": case, "duration_ms": round(seconds * 1000, 3), "reason": reason}
+        if error is None:
+            log.debug("%s answered", method, extra=extra)
+        elif reason is None:  # cancelled: the caller went away or its deadline passed
+            log.debug("%s cancelled", method, extra=extra)
+        else:
+            log.info("%s failed: %s", method, reason, extra=extra)
+
+    async def _timed(self, method: str, request: object, work: Awaitable[T]) -> T:
+        t0 = time.perf_counter()
+        try:
+            result = await work
+        except BaseException as e:
+            self._done(method, request, t0, e)
+            raise
+        self._done(method, request, t0, None)
+        return result
+
     async def get_ownership(self, req: q.GetOwnershipRequest) -> q.OwnershipAnswer:
-        return await self.queries.get_ownership(req)
+        return await self._timed("GetOwnership", req, self.queries.get_ownership(req))
 
     def list_holdings(self, req: q.ListHoldingsRequest) -> AsyncIterator[q.HoldingsAnswer]:
-        return self.queries.list_holdings(req)
+        return self._timed_stream("ListHoldings", req, self.queries.list_holdings(req))
+
+    async def _timed_stream(
+        self, method: str, request: object, stream: AsyncIterator[q.HoldingsAnswer]
+    ) -> AsyncIterator[q.HoldingsAnswer]:
+        t0 = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            async for item in stream:
+                yield item
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            self._done(method, request, t0, error)
+            closer = getattr(stream, "aclose", None)
+            if closer is not None:  # a caller that stops early stops the chains' tasks too
+                await closer()
 
     async def get_credit_status(self, req: q.GetCreditStatusRequest) -> q.CreditAnswer:
-        return await self.queries.get_credit_status(req)
+        return await self._timed("GetCreditStatus", req, self.queries.get_credit_status(req))
 
     async def get_account(self, req: q.GetAccountRequest) -> q.AccountAnswer:
-        return await self.queries.get_account(req)
+        return await self._timed("GetAccount", req, self.queries.get_account(req))
 
     async def get_history(self, req: q.GetHistoryRequest) -> q.HistoryAnswer:
-        return await self.queries.get_history(req)
+        return await self._timed("GetHistory", req, self.queries.get_history(req))
 
     async def get_state(self, req: q.GetStateRequest) -> q.StateAnswer:
-        return await self.queries.get_state(req)
+        return await self._timed("GetState", req, self.queries.get_state(req))
 
     async def list_chains(self, req: q.ListChainsRequest) -> q.ListChainsResponse:
-        return q.ListChainsResponse(
-            chains=[await self.chain_info(r) for r in self._chains(req.domain)]
-        )
+        async def work() -> q.ListChainsResponse:
+            return q.ListChainsResponse(
+                chains=[await self.chain_info(r) for r in self._chains(req.domain)]
+            )
+
+        return await self._timed("ListChains", req, work())
 
     async def get_chain(self, req: q.GetChainRequest) -> q.GetChainResponse:
-        return q.GetChainResponse(chain=await self.chain_info(self.registry.get(req.chain_id)))
+        async def work() -> q.GetChainResponse:
+            return q.GetChainResponse(chain=await self.chain_info(self.registry.get(req.chain_id)))
+
+        return await self._timed("GetChain", req, work())
 
     # ------------------------------------------------------------------ AdminService
 
@@ -476,7 +582,7 @@ class Engine:
         async with self._admin_lock:
             self._check_unique(descriptor)
             try:
-                adapter = self.adapters(descriptor)
+                adapter = self._adapter(descriptor)
             except AdapterLoadError as e:
                 raise _bad("descriptor.adapter", str(e), chain_id=chain_id) from e
             try:
@@ -506,8 +612,11 @@ class Engine:
                 store=self.store,
                 settings=self.settings,
                 clock=self.clock,
+                metrics=self.metrics,
             )
             self.registry.add(runtime)
+        self._meter(runtime)
+        await self._meter_state(runtime)
         log.info("chain %s registered (anchor height %d)", chain_id, anchor.height)
         self._start(runtime)
         return a.RegisterChainResponse(chain=await self.chain_info(runtime))
@@ -621,10 +730,13 @@ class Engine:
                 store=self.store,
                 settings=self.settings,
                 clock=self.clock,
+                metrics=self.metrics,
             )
             new.stats = runtime.stats
             self.registry.add(new)
             self.evidence.forget(chain_id)
+        self._meter(new)
+        await self._meter_state(new)
         log.warning("chain %s recovered: %s", chain_id, message)
         self._start(new)
         return a.RecoverChainResponse(chain=await self.chain_info(new))
@@ -641,7 +753,7 @@ class Engine:
         descriptor.CopyFrom(runtime.descriptor)
         descriptor.adapter.CopyFrom(req.endpoint)
         try:
-            adapter = self.adapters(descriptor)
+            adapter = self._adapter(descriptor)
         except AdapterLoadError as e:
             raise _bad("endpoint", str(e), chain_id=chain_id) from e
         async with runtime.lock:
@@ -669,6 +781,7 @@ class Engine:
             runtime.client.descriptor = descriptor
             await runtime.refresh_record()
         await old.close()
+        self._meter(runtime)  # the adapter kind (grpc, entry_point) may have changed
         log.info("chain %s: adapter endpoint updated", chain_id)
         return a.UpdateAdapterEndpointResponse(chain=await self.chain_info(runtime))
 

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from relay.engine.clients import ChainClient, decode_hop
 from relay.engine.errors import RelayError
 from relay.pb.relay.v1 import types_pb2 as pb
 from relay.store import ConsensusStateRecord, Store, StoreError, TrustPathTooLongError
 from relay.verify.evidence import (
+    ATTESTATION_PREFIX,
     EVIDENCE_RECORD_FIELDS,
     EVIDENCE_VERSION,
     NS,
@@ -34,9 +36,7 @@ from relay.verify.evidence import (
 from relay.verify.signatures import DEFAULT_SM2_SIGNER_ID, SM2_ORDER, sm2_digest
 
 
-def _timestamp(ns: int) -> Any:
-    from google.protobuf.timestamp_pb2 import Timestamp
-
+def _timestamp(ns: int) -> Timestamp:
     return Timestamp(seconds=ns // NS, nanos=ns % NS)
 
 
@@ -175,7 +175,13 @@ class RelaySigner:
     def sign(self, evidence: pb.Evidence) -> pb.Evidence:
         """Set ``evidence.relay_attestation`` to this key's signature over the attestation
         input; returns ``evidence`` (modified in place)."""
-        signature = self._sign(attestation_input(evidence))
+        if evidence.HasField("relay_attestation"):
+            message = attestation_input(evidence)
+        else:
+            # Already without relay_attestation: the attestation input is its own encoding
+            # (saves attestation_input's copy of the whole bundle on every answer).
+            message = ATTESTATION_PREFIX + evidence.SerializeToString(deterministic=True)
+        signature = self._sign(message)
         att = evidence.relay_attestation
         att.key_id = self.key_id
         att.algorithm = pb.SignatureAlgorithm.ValueType(self.algorithm)
@@ -189,16 +195,19 @@ class RelaySigner:
 
 @dataclass(frozen=True, slots=True)
 class _PathPart:
-    steps: tuple[pb.TrustStep, ...]
-    header: bytes
-    consistency_proof: tuple[bytes, ...]
-    verified_at_ns: int
+    """Everything of an answer's evidence that depends only on the (immutable) verified
+    state it rests on, as an Evidence message each answer's bundle starts as a copy of."""
+
+    client: ChainClient
+    template: pb.Evidence
 
 
 class EvidenceBuilder:
     """Builds and signs Evidence for answers of one relay. Trust paths of stored heights
     never change (consensus states are immutable; re-anchoring drops them and calls
-    :meth:`forget`), so the TrustSteps of recently used heights are cached."""
+    :meth:`forget`), so the per-state part of recently used heights (trust path, header,
+    root, times, assurance) is cached, ready to copy, and each answer only adds its key,
+    value, proof, record and time before it is signed."""
 
     def __init__(
         self, *, store: Store, signer: RelaySigner, max_trust_path: int, cache_size: int = 256
@@ -214,13 +223,18 @@ class EvidenceBuilder:
         for key in [k for k in self._cache if k[0] == chain_id]:
             del self._cache[key]
 
+    def _cached(self, client: ChainClient, state: ConsensusStateRecord) -> _PathPart | None:
+        key = (client.chain_id, state.height, state.header_hash)
+        cached = self._cache.get(key)
+        # Built by another client object of the chain (replaced since): build again.
+        if cached is None or cached.client is not client:
+            return None
+        self._cache.move_to_end(key)
+        return cached
+
     async def _path(self, client: ChainClient, state: ConsensusStateRecord) -> _PathPart:
         chain_id = client.chain_id
         key = (chain_id, state.height, state.header_hash)
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            return cached
         try:
             path = await self._store.trust_path(chain_id, state.height, max_length=self._max)
         except TrustPathTooLongError as e:
@@ -256,8 +270,25 @@ class EvidenceBuilder:
                 )
             )
         final = decode_hop(path[-1].light_block)
-        part = _PathPart(tuple(steps), final.header, final.consistency_proof, final.verified_at_ns)
+        template = pb.Evidence(
+            version=EVIDENCE_VERSION,
+            chain_id=chain_id,
+            client_type=pb.ClientType.ValueType(client.client_type_enum),
+            height=state.height,
+            header_format=pb.HeaderFormat.ValueType(client.header_format),
+            header=final.header,
+            trust_path=steps,
+            header_consistency_proof=list(final.consistency_proof),
+            header_verified_at=_timestamp(final.verified_at_ns),
+            state_root=client.state_root(state) or b"",
+            assurance=pb.Assurance.ValueType(client.assurance(state)),
+        )
+        header_time = client.header_time_ns(state)
+        if header_time is not None:
+            template.header_time.CopyFrom(_timestamp(header_time))
+        part = _PathPart(client, template)
         self._cache[key] = part
+        self._cache.move_to_end(key)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return part
@@ -277,28 +308,15 @@ class EvidenceBuilder:
     ) -> pb.Evidence:
         """Signed evidence that ``key`` (-> ``value``) is proven under the header ``state``.
         ``record_field`` is the RecordKey field of the key (None for raw GetState)."""
-        part = await self._path(client, state)
-        ev = pb.Evidence(
-            version=EVIDENCE_VERSION,
-            chain_id=client.chain_id,
-            client_type=pb.ClientType.ValueType(client.client_type_enum),
-            height=state.height,
-            header_format=pb.HeaderFormat.ValueType(client.header_format),
-            header=part.header,
-            trust_path=list(part.steps),
-            header_consistency_proof=list(part.consistency_proof),
-            header_verified_at=_timestamp(part.verified_at_ns),
-            state_root=client.state_root(state) or b"",
-            key=key,
-            proof_format=pb.ProofFormat.ValueType(proof_format),
-            proof=proof,
-            proof_spec=pb.ProofSpec.ValueType(client.descriptor.proof_spec),
-            assurance=pb.Assurance.ValueType(client.assurance(state)),
-            verified_at=_timestamp(now_ns),
-        )
-        header_time = client.header_time_ns(state)
-        if header_time is not None:
-            ev.header_time.CopyFrom(_timestamp(header_time))
+        part = self._cached(client, state) or await self._path(client, state)
+        ev = pb.Evidence()
+        ev.CopyFrom(part.template)
+        ev.key = key
+        ev.proof_format = pb.ProofFormat.ValueType(proof_format)
+        ev.proof = proof
+        ev.proof_spec = pb.ProofSpec.ValueType(client.descriptor.proof_spec)
+        ev.verified_at.seconds = now_ns // NS
+        ev.verified_at.nanos = now_ns % NS
         if value is not None:
             ev.value = value
             if record is not None and record_field is not None:

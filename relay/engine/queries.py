@@ -38,6 +38,7 @@ from relay.engine.errors import RelayError, from_verification
 from relay.engine.evidence import EvidenceBuilder
 from relay.engine.settings import EngineSettings
 from relay.engine.sync import ChainRegistry, ChainRuntime
+from relay.logs import chain_var
 from relay.pb.relay.adapter.v1 import adapter_pb2 as apb
 from relay.pb.relay.v1 import query_pb2 as q
 from relay.pb.relay.v1 import types_pb2 as pb
@@ -57,6 +58,10 @@ MAX_RAW_KEY_BYTES: Final = 4096
 _CASE_NUMBER: Final = re.compile(r"[(（](\d{4})[)）](.+)号")
 _CASE_TAIL: Final = re.compile(r"[^\d\s()（）号]{1,8}\d{1,12}")
 _COURT: Final = re.compile(r"[^\s()（）]{1,16}")
+# Defined values without UNSPECIFIED, resolved once (EnumTypeWrapper.values() builds a list).
+_PURPOSES: Final = frozenset(pb.CasePurpose.values()) - {pb.CASE_PURPOSE_UNSPECIFIED}
+_ASSET_KINDS: Final = frozenset(pb.AssetKind.values()) - {pb.ASSET_KIND_UNSPECIFIED}
+_ID_TYPES: Final = frozenset(pb.IdType.values()) - {pb.ID_TYPE_UNSPECIFIED}
 
 
 # ------------------------------------------------------------------------------ requests
@@ -87,7 +92,7 @@ def check_case(request: Message, *, field: str = "case_ref") -> pb.CaseRef:
             "the case type and serial number",
             "case_number",
         )
-    if case.purpose not in pb.CasePurpose.values() or case.purpose == pb.CASE_PURPOSE_UNSPECIFIED:
+    if case.purpose not in _PURPOSES:
         raise invalid("purpose must be set", "purpose")
     if len(case.officer) > 64:
         raise invalid("officer is longer than 64 characters", "officer")
@@ -96,7 +101,7 @@ def check_case(request: Message, *, field: str = "case_ref") -> pb.CaseRef:
 
 def check_asset(asset: pb.AssetRef, *, field: str, accounts: bool) -> None:
     """An AssetRef with a kind (an account kind iff ``accounts``), registry and id."""
-    kind_ok = asset.kind in pb.AssetKind.values() and asset.kind != pb.ASSET_KIND_UNSPECIFIED
+    kind_ok = asset.kind in _ASSET_KINDS
     if not kind_ok or (asset.kind in ACCOUNT_KINDS) != accounts:
         want = "an account kind" if accounts else "an asset kind other than accounts"
         raise RelayError("INVALID_ARGUMENT", f"{field}.kind must be {want}", field=f"{field}.kind")
@@ -117,7 +122,7 @@ def check_asset(asset: pb.AssetRef, *, field: str, accounts: bool) -> None:
 def check_party(party: pb.PartyRef, *, field: str = "party") -> None:
     if party.kind not in (pb.PARTY_KIND_PERSON, pb.PARTY_KIND_ORG):
         raise RelayError("INVALID_ARGUMENT", f"{field}.kind must be set", field=f"{field}.kind")
-    if party.id_type not in pb.IdType.values() or party.id_type == pb.ID_TYPE_UNSPECIFIED:
+    if party.id_type not in _ID_TYPES:
         raise RelayError(
             "INVALID_ARGUMENT", f"{field}.id_type must be set", field=f"{field}.id_type"
         )
@@ -268,7 +273,11 @@ class Queries:
     ) -> Proven:
         """Verify one adapter result (see the module docstring for the order of checks)."""
         chain = runtime.chain_id
+        metrics = runtime.metrics
         if result.key != key:
+            # A proof for another record is a refused proof too.
+            if metrics is not None:
+                metrics.record_proof_verification(chain, ok=False, reason="KEY_MISMATCH")
             raise RelayError(
                 "KEY_MISMATCH",
                 f"chain {chain!r}: the adapter answered the {what} query for another key",
@@ -351,9 +360,14 @@ class Queries:
                 proof=bytes(result.proof),
             )
         except VerificationError as e:
-            raise from_verification(
+            error = from_verification(
                 e, chain_id=chain, height=height, what=f"proof of the {what} record"
-            ) from e
+            )
+            if metrics is not None:
+                metrics.record_proof_verification(chain, ok=False, reason=error.reason)
+            raise error from e
+        if metrics is not None:
+            metrics.record_proof_verification(chain, ok=True)
         evidence = await self.evidence.build(
             client=runtime.client,
             state=state,
@@ -381,6 +395,7 @@ class Queries:
         what: str,
     ) -> Proven:
         """One verified lookup on one chain, within the query deadline."""
+        chain_var.set(runtime.chain_id)  # log lines of this lookup name the chain
 
         async def work() -> Proven:
             now_ns = self.clock()
@@ -588,7 +603,7 @@ class Queries:
         check_party(req.party)
         kinds = list(dict.fromkeys(req.kinds))
         for i, kind in enumerate(kinds):
-            if kind not in pb.AssetKind.values() or kind == pb.ASSET_KIND_UNSPECIFIED:
+            if kind not in _ASSET_KINDS:
                 raise RelayError(
                     "INVALID_ARGUMENT", "kinds holds an unknown asset kind", field=f"kinds[{i}]"
                 )
@@ -611,6 +626,7 @@ class Queries:
         self, runtime: ChainRuntime, party: pb.PartyRef, kinds: Sequence[int]
     ) -> q.HoldingsAnswer:
         answer = q.HoldingsAnswer(chain_id=runtime.chain_id, domain=runtime.descriptor.domain)
+        chain_var.set(runtime.chain_id)  # this runs as the chain's own task
         try:
             await self._bounded(runtime, self._holdings(runtime, party, kinds, answer))
         except RelayError as e:

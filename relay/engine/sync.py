@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
@@ -38,6 +39,8 @@ from relay.engine.clients import (
 )
 from relay.engine.errors import RelayError
 from relay.engine.settings import EngineSettings
+from relay.logs import bind as bind_log_context
+from relay.metrics import RelayMetrics
 from relay.pb.relay.v1 import types_pb2 as pb
 from relay.store import (
     ChainRecord,
@@ -53,6 +56,7 @@ from relay.store import (
 log = logging.getLogger("relay.engine.sync")
 
 NS: Final = 1_000_000_000
+_STATE_CACHE_SIZE: Final = 256
 MAX_STATUS_TEXT: Final = 1000
 
 
@@ -108,6 +112,7 @@ class ChainRuntime:
         store: Store,
         settings: EngineSettings,
         clock: Callable[[], int],
+        metrics: RelayMetrics | None = None,
     ) -> None:
         self.record = record
         self.descriptor = descriptor
@@ -116,6 +121,7 @@ class ChainRuntime:
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics
         self.chain_id = record.chain_id
         self.lock = asyncio.Lock()
         self.partner_head: int | None = None
@@ -124,6 +130,12 @@ class ChainRuntime:
         self.recent_evidence: dict[int, int] = {}
         self._view: TrustedView | None = None
         self._inflight: dict[int, asyncio.Task[ConsensusStateRecord]] = {}
+        # Verified states read for queries at a height, kept in memory so repeated queries
+        # there skip the store's thread hop. A verified state never changes; only pruning
+        # removes states, so it empties this and bumps the generation (a read that started
+        # before a prune is not remembered).
+        self._states: OrderedDict[int, ConsensusStateRecord] = OrderedDict()
+        self._states_generation = 0
 
     # ------------------------------------------------------------------ status and view
 
@@ -138,10 +150,33 @@ class ChainRuntime:
                 "NOT_FOUND", f"chain {self.chain_id!r} is not registered", chain_id=self.chain_id
             )
         self.record = record
+        if self.metrics is not None:  # every status change passes through here
+            self.metrics.record_chain_status(self.chain_id, record.status.value)
         return record
+
+    def publish(self, view: TrustedView) -> None:
+        """Report the trusted state to metrics (after a commit, at load)."""
+        if self.metrics is None:
+            return
+        period_ns = self.client.trusting_period_ns
+        # The time the trusting period counts from (header time for CometBFT, last
+        # verification for logs), so the time-left gauge matches ChainInfo exactly.
+        since_ns = self.client.trust_expires_at_ns(view) - period_ns
+        self.metrics.record_trusted_state(
+            self.chain_id,
+            height=view.latest.height,
+            time_s=since_ns / NS,
+            trusting_period_s=period_ns / NS,
+        )
+
+    def _publish_head(self, head: int) -> None:
+        if self.metrics is not None:
+            self.metrics.record_partner_head(self.chain_id, height=head)
 
     def status_error(self) -> RelayError | None:
         """The error a query gets in the chain's current status (None when ACTIVE)."""
+        if self.status == ChainStatus.ACTIVE:  # every query asks: skip parsing the reason
+            return None
         reason, message = parse_status_text(self.record.status_reason)
         chain = self.chain_id
         if self.status == ChainStatus.FROZEN:
@@ -237,6 +272,8 @@ class ChainRuntime:
     async def freeze_for(self, found: MisbehaviourFound) -> RelayError:
         """Record misbehaviour evidence and freeze the chain (one store transaction)."""
         self.stats.misbehaviour += 1
+        if self.metrics is not None:
+            self.metrics.record_misbehaviour(self.chain_id)
         try:
             await self.store.record_misbehaviour(
                 chain_id=self.chain_id,
@@ -392,7 +429,9 @@ class ChainRuntime:
                 "INTERNAL", f"persisting chain {self.chain_id!r}: {e}", chain_id=self.chain_id
             ) from e
         self.stats.states_committed += len(fresh)
-        return await self.load_view(fresh=True)
+        new = await self.load_view(fresh=True)
+        self.publish(new)
+        return new
 
     # ------------------------------------------------------------------ sync
 
@@ -433,6 +472,7 @@ class ChainRuntime:
             raise await self.freeze_for(found) from found
         self.partner_head = advance.partner_head
         self.partner_head_seen_ns = now_ns
+        self._publish_head(advance.partner_head)
         before = view.latest.height
         new = await self.commit(
             advance.candidates,
@@ -449,6 +489,7 @@ class ChainRuntime:
         head = await self.adapter.latest_height()
         self.partner_head = head
         self.partner_head_seen_ns = self.clock()
+        self._publish_head(head)
         return head
 
     # ------------------------------------------------------------------ on demand
@@ -459,7 +500,7 @@ class ChainRuntime:
         view = await self.load_view()
         if height == view.latest.height:
             return view.latest
-        stored = await self.store.get_consensus_state(self.chain_id, height)
+        stored = await self._stored_state(height)
         if stored is not None:
             return stored
         if height < view.anchor_height:
@@ -487,6 +528,19 @@ class ChainRuntime:
             self._inflight[height] = task
             task.add_done_callback(lambda _: self._inflight.pop(height, None))
         return await asyncio.shield(task)
+
+    async def _stored_state(self, height: int) -> ConsensusStateRecord | None:
+        cached = self._states.get(height)
+        if cached is not None:
+            self._states.move_to_end(height)
+            return cached
+        generation = self._states_generation
+        stored = await self.store.get_consensus_state(self.chain_id, height)
+        if stored is not None and generation == self._states_generation:
+            self._states[height] = stored
+            if len(self._states) > _STATE_CACHE_SIZE:
+                self._states.popitem(last=False)
+        return stored
 
     async def _verify_bounded(
         self, height: int, *, view: TrustedView, now_ns: int
@@ -542,9 +596,13 @@ class ChainRuntime:
         cutoff = now_ns - self.client.trusting_period_ns
         self.recent_evidence = {h: t for h, t in self.recent_evidence.items() if t >= cutoff}
         async with self.lock:
+            self._states_generation += 1
+            self._states.clear()
             deleted = await self.store.prune_consensus_states(
                 self.chain_id, older_than_ns=cutoff, keep_heights=list(self.recent_evidence)
             )
+            self._states_generation += 1  # reads that ran during the prune: not remembered
+            self._states.clear()
         self.stats.pruned += deleted
         return deleted
 
@@ -616,6 +674,9 @@ async def run_sync(runtime: ChainRuntime, *, rng: random.Random | None = None) -
     is cancelled). Never raises except CancelledError."""
     settings = runtime.settings
     rng = rng or random.Random()
+    # The task was created inside whatever call started it (RegisterChain...): its log lines
+    # belong to the chain, not to that call's request id.
+    bind_log_context(chain=runtime.chain_id)
     while runtime.status not in (ChainStatus.FROZEN, ChainStatus.EXPIRED):
         try:
             async with asyncio.timeout(settings.sync_round_timeout_s):
