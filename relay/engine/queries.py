@@ -698,6 +698,22 @@ class Queries:
             answer.detail = index.detail or "the party holds nothing on this chain (proven)"
             return
         assert isinstance(index.record, pb.PartyHoldings)
+        # A chain answers only for the registries and asset kinds its descriptor makes it
+        # authoritative for: otherwise one partner could assert holdings in another
+        # partner's registry that the routing of GetOwnership would never ask it about.
+        codes = set(runtime.descriptor.registry_codes)
+        chain_kinds = set(runtime.descriptor.asset_kinds)
+        for asset in index.record.assets:
+            if asset.registry not in codes or (chain_kinds and asset.kind not in chain_kinds):
+                raise RelayError(
+                    "RECORD_INVALID",
+                    f"chain {chain!r}: its holdings index lists {asset.registry}/{asset.id} "
+                    f"({pb.AssetKind.Name(asset.kind)}), outside the registries and asset "
+                    "kinds it is registered for",
+                    chain_id=chain,
+                    height=index.height,
+                    field="holdings.assets",
+                )
         wanted = set(kinds)
         listed = [a for a in index.record.assets if not wanted or a.kind in wanted]
         by_key: dict[bytes, apb.QueryResult] = {}
@@ -757,6 +773,14 @@ class Queries:
                     chain_id=chain,
                     height=index.height,
                 )
+            if not _names_party(proven.record, pk):
+                raise RelayError(
+                    "RECORD_INVALID",
+                    f"chain {chain!r}: the holdings index lists {asset.registry}/{asset.id} "
+                    "but its proven record does not name the party",
+                    chain_id=chain,
+                    height=index.height,
+                )
             holding = answer.holdings.add(asset=asset, evidence=proven.evidence)
             if isinstance(proven.record, pb.OwnershipRecord):
                 holding.ownership.CopyFrom(proven.record)
@@ -767,3 +791,12 @@ class Queries:
         else:
             answer.outcome = pb.OUTCOME_NONE_PROVEN
             answer.detail = "the party's proven holdings index lists no asset of these kinds"
+
+
+def _names_party(record: object, party_key: bytes) -> bool:
+    """Whether a proven ownership or account record names the party (by its chain key)."""
+    if isinstance(record, pb.OwnershipRecord):
+        return any(bytes(o.party.party_key) == party_key for o in record.owners)
+    if isinstance(record, pb.AccountRecord):
+        return bytes(record.holder.party_key) == party_key
+    return False
