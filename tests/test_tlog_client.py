@@ -269,7 +269,7 @@ def test_split_view_same_size_different_root_freezes() -> None:
 
 def test_split_view_inconsistent_larger_checkpoint_freezes() -> None:
     log = _log(entries=7)
-    state = _client(log)
+    state = _client(log, freeze_on_inconsistent_proof=True)
     fork = log.fork(5)
     _grow(fork, 4, b"rewritten")
     with pytest.raises(SplitViewError) as info:
@@ -281,7 +281,7 @@ def test_split_view_inconsistent_larger_checkpoint_freezes() -> None:
 
 def test_split_view_older_inconsistent_checkpoint_freezes() -> None:
     log = _log(entries=7)
-    state = _client(log)
+    state = _client(log, freeze_on_inconsistent_proof=True)
     fork = log.fork(3)
     _grow(fork, 2, b"rewritten")
     with pytest.raises(SplitViewError) as info:
@@ -304,9 +304,11 @@ def test_malformed_proofs_do_not_freeze() -> None:
     assert tlog.update(state, cp, proof, now=NOW).trusted.size == 12
 
 
-def test_freezing_on_failed_proofs_can_be_turned_off() -> None:
+def test_failed_proofs_do_not_freeze_by_default() -> None:
+    # A failing proof is not self-proving: a lying adapter could send one to freeze an
+    # honest log, so by default it is refused without freezing.
     log = _log(entries=7)
-    state = _client(log, freeze_on_inconsistent_proof=False)
+    state = _client(log)
     fork = log.fork(5)
     _grow(fork, 4, b"rewritten")
     with pytest.raises(RootMismatchError) as info:
@@ -316,6 +318,17 @@ def test_freezing_on_failed_proofs_can_be_turned_off() -> None:
     same_size.append(b"other")
     with pytest.raises(SplitViewError):  # equal sizes, two roots: always misbehaviour
         tlog.update(state, same_size.checkpoint(timestamp=NOW), [], now=NOW)
+
+
+def test_same_size_same_root_different_body_freezes() -> None:
+    # Found in review: the log signs a second body for the same tree (another map-root),
+    # which would let it serve two registry states for one size.
+    log = _log(entries=7)
+    state = _client(log)
+    other = log.checkpoint(timestamp=NOW, extensions=("map-root " + "A" * 43 + "=",))
+    with pytest.raises(SplitViewError) as info:
+        tlog.update(state, other, [], now=NOW)
+    assert info.value.frozen_state.frozen
 
 
 def test_evidence_check_refuses_notes_that_do_not_conflict() -> None:

@@ -178,7 +178,9 @@ class TlogTrustConfig:
     ``quorum`` is k of the n witnesses (0 disables witnessing). ``max_clock_drift`` is how
     many seconds a cosignature's timestamp may lie ahead of ``now`` and still count.
     ``freeze_on_inconsistent_proof`` also freezes when a well-formed consistency proof fails
-    between two checkpoints of different sizes; see :func:`update` for why that is a choice.
+    between two checkpoints of different sizes. It is off by default: a failing proof is not
+    self-proving (a lying adapter can send one to freeze an honest log), so it is refused as
+    an invalid proof instead; see :func:`update`.
     """
 
     origin: str
@@ -187,7 +189,7 @@ class TlogTrustConfig:
     witnesses: tuple[NoteVerifier, ...] = ()
     quorum: int = 0
     max_clock_drift: int = 300
-    freeze_on_inconsistent_proof: bool = True
+    freeze_on_inconsistent_proof: bool = False
     checkpoint_limits: CheckpointLimits = DEFAULT_CHECKPOINT_LIMITS
     note_limits: NoteLimits = DEFAULT_NOTE_LIMITS
 
@@ -479,6 +481,12 @@ def update(
     if new.size == old.size:
         if new.root_hash != old.root_hash:
             raise _freeze(state, new, proof, "same-size", f"two roots signed for size {old.size}")
+        if new.checkpoint.text != old.text:
+            # Same tree, different signed body: e.g. another map-root extension line for the
+            # same size. Two signed statements for one size is self-proving equivocation.
+            raise _freeze(
+                state, new, proof, "same-size", f"two checkpoint bodies signed for size {old.size}"
+            )
         if proof:
             raise InvalidProofError("proof between equal sizes must be empty", length=len(proof))
         return state
