@@ -622,7 +622,9 @@ class Onboarding:
         async with self._lock:
             state, _approvals = await self._records.decide(
                 pid=pid,
-                operator=ident.principal,
+                # One vote per configured operator name (the certificate CN), whatever the
+                # certificate's O: two certificates of one operator must not count twice.
+                operator=ident.name,
                 decision="approve" if approve else "reject",
                 comment=comment,
                 required=self._config.approvals_required,
