@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The main job: the demo (reference partner chains, their adapters and witnesses, the relay on
+# embedded SQLite, a court session). Ctrl-C stops everything.
 run: $(STAMP)
-	$(BIN)/relay vectors check --all $(VECTORS)
+	$(BIN)/relay demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(PY_DIRS)

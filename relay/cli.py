@@ -542,6 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     from relay.demo import add_command as _add_demo_command
 
     _add_demo_command(sub)  # relay demo
+    from relay.audit.export import add_commands as _add_audit_commands
+
+    _add_audit_commands(sub)  # relay audit verify, relay audit export
     return parser
 
 

@@ -13,7 +13,17 @@ the block is served) after a first line naming the chain's parameters. A restart
 into exactly the same chain (same keys, state roots, header hashes and checkpoint bodies); a
 line cut short by a crash is dropped, since its block was never served.
 
-Once listening, the chain descriptor (proto JSON, with this process as adapter endpoint and
+A log registry given ``--witness VKEY@URL`` (repeatable) has no witness keys of its own: each
+checkpoint is sent to those witness processes (``python -m adapters.witness``, the C2SP
+tlog-witness protocol via :class:`relay.sdk.witness.WitnessClient`) and published with the
+cosignatures they return (fewer when a witness is down); the journal keeps each published
+checkpoint so a restart serves the same bytes.
+
+Fault switches of a running process: ``faults.json`` in the state directory (see
+:func:`write_faults`: ``stall``, ``bad_proofs``, ``equivocate``), read every interval.
+
+The adapter is served with the :mod:`relay.sdk.server` harness. Once listening, the chain
+descriptor (proto JSON, with this process as adapter endpoint and
 the anchor at the current head) is written atomically to ``--descriptor-out``; tests wait for
 that file. SIGTERM or SIGINT stops gracefully: no new calls, in-flight calls get
 ``--grace`` seconds, the journal is closed.
@@ -23,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -35,11 +46,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import grpc
 from google.protobuf import json_format
 
-from relay.pb.relay.adapter.v1 import adapter_pb2_grpc
 from relay.pb.relay.v1 import types_pb2 as pb
+from relay.sdk.server import AdapterStartError, start_adapter_server
+from relay.sdk.witness import WitnessClient
 from relay.testing import samples
 from relay.testing.partners import (
     BftPartnerChain,
@@ -85,11 +96,14 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         "origin": args.origin,
         "witnesses": args.witnesses,
         "quorum": args.quorum,
-    }
+    } | ({"remote_witnesses": [w.split("@", 1)[0] for w in args.witness]} if args.witness else {})
 
 
-def build_chain(config: dict[str, Any]) -> BftPartnerChain | TlogPartnerRegistry:
-    """A fresh chain from the parameters of a journal's first line."""
+def build_chain(
+    config: dict[str, Any], *, witnesses: Sequence[str] = ()
+) -> BftPartnerChain | TlogPartnerRegistry:
+    """A fresh chain from the parameters of a journal's first line; ``witnesses`` are the
+    remote witnesses (``VKEY@URL``) of a log registry."""
     domain = DOMAINS[config["domain"]]
     if config["kind"] == "bft":
         return BftPartnerChain(
@@ -107,6 +121,7 @@ def build_chain(config: dict[str, Any]) -> BftPartnerChain | TlogPartnerRegistry
         hash=config["hash"],
         sig=config["sig"],
         domain=domain,
+        remote_witnesses=[WitnessClient(*w.split("@", 1)) for w in witnesses],
     )
 
 
@@ -126,10 +141,12 @@ def _apply_writes(chain: BftPartnerChain | TlogPartnerRegistry, writes: Any) -> 
 class Journal:
     """The append-only record of a chain's committed blocks (or checkpoints)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, witnesses: Sequence[str] = ()) -> None:
+        self.witnesses = tuple(witnesses)
         self.path = directory / JOURNAL
         self._file: TextIO | None = None
         self._time_field = "time_ns"
+        self.chain: TlogPartnerRegistry | None = None
 
     def load(self, config: dict[str, Any]) -> BftPartnerChain | TlogPartnerRegistry:
         """Replay the journal into a chain (a fresh one if there is no journal yet) and open
@@ -155,7 +172,7 @@ class Journal:
                     f"{self.path} belongs to another chain (stored vs asked: {diff}); "
                     "use another --state directory"
                 )
-        chain = build_chain(config)
+        chain = build_chain(config, witnesses=self.witnesses)
         self._time_field = "time_ns" if isinstance(chain, BftPartnerChain) else "timestamp"
         for number, line in enumerate(lines[1:], start=2):
             try:
@@ -164,7 +181,12 @@ class Journal:
                 if isinstance(chain, BftPartnerChain):
                     chain.commit(time_ns=int(entry["time_ns"]))
                 else:
-                    chain.commit(timestamp=int(entry["timestamp"]))
+                    # Cosignatures of remote witnesses cannot be made again: replay them.
+                    stored = entry.get("note")
+                    chain.commit(
+                        timestamp=int(entry["timestamp"]),
+                        note=None if stored is None else base64.b64decode(stored),
+                    )
                 if chain.height != entry["height"]:
                     raise ValueError(f"replay reached height {chain.height}, not {entry['height']}")
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
@@ -172,6 +194,7 @@ class Journal:
         self._file = self.path.open("a", encoding="utf-8")
         if not lines:
             self._append(config)
+        self.chain = chain if isinstance(chain, TlogPartnerRegistry) else None
         chain.listeners.append(self._on_commit)
         return chain
 
@@ -182,14 +205,76 @@ class Journal:
         os.fsync(self._file.fileno())
 
     def _on_commit(self, height: int, time_value: int, writes: list[Write]) -> None:
-        self._append(
-            {"height": height, self._time_field: time_value, "writes": _writes_json(writes)}
-        )
+        entry: dict[str, Any] = {
+            "height": height,
+            self._time_field: time_value,
+            "writes": _writes_json(writes),
+        }
+        if self.witnesses and self.chain is not None:
+            entry["note"] = base64.b64encode(self.chain.checkpoint(height)).decode()
+        self._append(entry)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+# --- fault switches ---------------------------------------------------------------------------
+
+FAULTS = "faults.json"
+FAULT_NAMES = ("stall", "bad_proofs", "equivocate")
+
+
+def write_faults(state_dir: Path, **switches: bool) -> None:
+    """Switch faults of a running partner (read at its next block interval): ``stall`` (no
+    new blocks or checkpoints), ``bad_proofs`` (every proof has one byte changed),
+    ``equivocate`` (stop, then serve a second, fully signed header at the head: a fork with
+    all of the voting power, or a split view of a log)."""
+    unknown = set(switches) - set(FAULT_NAMES)
+    if unknown:
+        raise ValueError(f"unknown fault switches {sorted(unknown)}; known: {FAULT_NAMES}")
+    _write_atomically(state_dir / FAULTS, json.dumps(switches) + "\n")
+
+
+class FaultSwitches:
+    """Applies ``faults.json`` of the state directory to the chain at each interval."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mtime: float | None = None
+        self._equivocating = False
+        self._pending_equivocation = False
+
+    def apply(self, chain: BftPartnerChain | TlogPartnerRegistry) -> None:
+        if self._pending_equivocation:
+            # One interval after stalling: the relay has seen the honest head by now, so the
+            # second header at that height is a conflict it must detect.
+            self._pending_equivocation = False
+            if chain.height:
+                chain.equivocate(chain.height)
+                log.warning("fault: equivocating at height %d", chain.height)
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            mtime = None
+        if mtime == self._mtime:
+            return
+        self._mtime = mtime
+        try:
+            wanted = json.loads(self.path.read_text()) if mtime is not None else {}
+        except (OSError, json.JSONDecodeError) as e:
+            log.warning("ignoring unreadable %s: %s", self.path, e)
+            return
+        equivocate = bool(wanted.get("equivocate"))
+        chain.bad_proofs = bool(wanted.get("bad_proofs"))
+        chain.stalled = bool(wanted.get("stall")) or equivocate
+        if equivocate and not self._equivocating:
+            self._pending_equivocation = True
+        elif not equivocate and self._equivocating:
+            chain.heal()
+        self._equivocating = equivocate
+        log.warning("fault switches now %s", wanted)
 
 
 # --- synthetic activity ----------------------------------------------------------------------
@@ -274,7 +359,7 @@ async def serve(args: argparse.Namespace) -> int:
     client_ca = _read(args.tls_client_ca, "client CA") if args.tls_client_ca else None
     ca_pem = _read(args.tls_ca, "CA certificate") if args.tls_ca else cert
 
-    journal = Journal(state_dir)
+    journal = Journal(state_dir, witnesses=args.witness)
     chain = journal.load(_config(args))
     if chain.height == 0:
         if args.seed_data:
@@ -290,27 +375,14 @@ async def serve(args: argparse.Namespace) -> int:
     if args.fault:
         adapter = LyingAdapter(honest, Fault[args.fault])
 
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
-    )
-    adapter_pb2_grpc.add_AdapterServiceServicer_to_server(adapter, server)  # type: ignore[no-untyped-call]
-    credentials = grpc.ssl_server_credentials(
-        [(key, cert)],
-        root_certificates=client_ca,
-        require_client_auth=client_ca is not None,
-    )
     host = args.listen.rpartition(":")[0]
     try:
-        port = server.add_secure_port(args.listen, credentials)
-    except RuntimeError as e:
-        raise StartupError(f"cannot listen on {args.listen}: {e}") from e
-    if not port:
-        raise StartupError(f"cannot listen on {args.listen}")
-    await server.start()
-    address = f"{host}:{port}"
+        running = await start_adapter_server(
+            adapter, listen=args.listen, tls_cert=cert, tls_key=key, client_ca=client_ca
+        )
+    except AdapterStartError as e:
+        raise StartupError(str(e)) from e
+    address = running.address
     endpoint = pb.AdapterEndpoint(
         grpc_address=address,
         tls_server_name=args.server_name or host.strip("[]"),
@@ -336,16 +408,18 @@ async def serve(args: argparse.Namespace) -> int:
                 await asyncio.wait_for(stop.wait(), timeout=args.block_interval)
             if stop.is_set():
                 return
-            if args.activity:
+            switches.apply(chain)
+            if args.activity and not chain.stalled:
                 activity_step(chain, rng)
             chain.commit()
 
+    switches = FaultSwitches(state_dir / FAULTS)
     producer = asyncio.create_task(produce()) if args.block_interval > 0 else None
     await stop.wait()
     log.info("stopping: draining calls for up to %.1f s", args.grace)
     if producer is not None:
         await producer
-    await server.stop(args.grace)
+    await running.stop(args.grace)
     journal.close()
     return 0
 
@@ -371,6 +445,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--origin", default="cnipa.example.cn/patent-register", help="log origin")
     p.add_argument("--witnesses", type=int, default=3, help="log witnesses")
     p.add_argument("--quorum", type=int, default=2, help="witness cosignatures required")
+    p.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="VKEY@URL",
+        help="a remote witness process (repeat); replaces the in-process witness keys",
+    )
     p.add_argument("--block-interval", type=float, default=1.0, help="seconds; 0 = never")
     p.add_argument("--activity", action="store_true", help="one synthetic change per interval")
     p.add_argument("--seed-data", action="store_true", help="load sample data into a new chain")
@@ -385,7 +466,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.kind == "tlog":
         args.validators = 0
     else:
-        args.origin, args.witnesses, args.quorum = "", 0, 0
+        args.origin, args.witnesses, args.quorum, args.witness = "", 0, 0, []
+    if args.witness:
+        args.witnesses = len(args.witness)
     return args
 
 

@@ -31,18 +31,29 @@ import enum
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from relay.pb.relay.adapter.v1 import adapter_pb2 as apb
-from relay.pb.relay.adapter.v1 import adapter_pb2_grpc
 from relay.pb.relay.v1 import types_pb2 as pb
+from relay.sdk.adapter import (
+    CheckpointSource,
+    HeaderSource,
+    StateSource,
+    optional_field,
+    schema1_key,
+    timestamp,
+)
+from relay.sdk.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unimplemented,
+)
 from relay.testing import samples
 from relay.testing.smt import SparseMerkleTree
 from relay.testing.tendermint import (
@@ -56,6 +67,7 @@ from relay.testing.tendermint import (
     sm2_key,
 )
 from relay.testing.tlog import NoteSigner, SimulatedLog, ed25519_signer, sm2_signer
+from relay.verify import note as note_mod
 from relay.verify import records
 from relay.verify.errors import VerificationError
 from relay.verify.hashing import SHA256, SM3, Hasher
@@ -76,43 +88,8 @@ from relay.verify.signatures import DEFAULT_SM2_SIGNER_ID
 DAY_S = 86_400
 ADAPTER_VERSION = "relay-testing-partner/1.0"
 
-# --- errors an adapter answers with ----------------------------------------------------------
-
-
-class PartnerError(Exception):
-    """A request the partner refuses; ``code`` is the gRPC status it answers with (see the
-    error rules at the top of proto/relay/adapter/v1/adapter.proto)."""
-
-    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
-
-
-class NotFound(PartnerError):
-    """A height (or tree size) the partner does not have."""
-
-    code = grpc.StatusCode.NOT_FOUND
-
-
-class InvalidArgument(PartnerError):
-    """A request the partner cannot parse."""
-
-    code = grpc.StatusCode.INVALID_ARGUMENT
-
-
-class Unimplemented(PartnerError):
-    """A capability this partner does not offer."""
-
-    code = grpc.StatusCode.UNIMPLEMENTED
-
-
-class FailedPrecondition(PartnerError):
-    """A question the chain's state cannot answer yet (e.g. an empty state has no proofs)."""
-
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
+# Refusals (PartnerError, NotFound, InvalidArgument, Unimplemented, FailedPrecondition) are
+# relay.sdk.errors, imported above and re-exported here for tests written against this module.
 
 # --- who a chain is --------------------------------------------------------------------------
 
@@ -184,10 +161,6 @@ def _hash_choice(name: str) -> tuple[Hasher, int, ics23.ProofSpec, int]:
     if name == "sm3":
         return SM3, pb.HASH_ALGORITHM_SM3, ics23.SMT_SM3_SPEC, pb.PROOF_SPEC_ICS23_SMT_SM3
     raise ValueError(f"hash must be 'sha256' or 'sm3', not {name!r}")
-
-
-def _ts(time_ns: int) -> Timestamp:
-    return Timestamp(seconds=time_ns // SECOND, nanos=time_ns % SECOND)
 
 
 def _asset_key(asset: pb.AssetRef) -> bytes:
@@ -392,8 +365,7 @@ class PartnerChain:
             raise FailedPrecondition(
                 f"state of {self.chain_id} at height {h} is empty: ICS-23 cannot prove absence"
             )
-        value = state.get(key)
-        proof = state.prove(key)
+        value, proof = state.lookup(key)
         if self.bad_proofs:
             proof = proof[:-1] + bytes([proof[-1] ^ 0x01])
         result = apb.QueryResult(key=key, proof=proof, proof_format=pb.PROOF_FORMAT_ICS23, height=h)
@@ -403,22 +375,7 @@ class PartnerChain:
 
     def domain_key(self, query: apb.DomainQuery) -> bytes:
         """The state key a uniform question names (record schema 1)."""
-        which = query.WhichOneof("query")
-        if which == "ownership":
-            return records.ownership_key(query.ownership)
-        if which == "account":
-            return records.account_key(query.account)
-        if which == "history":
-            return records.history_key(query.history)
-        if which == "credit_party_key":
-            if not query.credit_party_key:
-                raise InvalidArgument("credit_party_key is empty")
-            return records.credit_key(query.credit_party_key)
-        if which == "raw_key":
-            if not query.raw_key:
-                raise InvalidArgument("raw_key is empty")
-            return query.raw_key
-        raise InvalidArgument("query names no question")
+        return schema1_key(query)
 
     def list_by_party(
         self, party_key: bytes, kinds: Iterable[int] = (), height: int | None = None
@@ -761,6 +718,22 @@ def encode_entry(key: bytes, value: bytes | None) -> bytes:
     return body + b"\x01" + uvarint(len(value)) + value
 
 
+class RemoteWitness(Protocol):
+    """A witness in another process (e.g. :class:`relay.sdk.witness.WitnessClient`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def vkey(self) -> str: ...
+
+    def verifier(self) -> note_mod.NoteVerifier: ...
+
+    def cosign(
+        self, checkpoint: bytes, *, size: int, proof: Callable[[int], list[bytes]]
+    ) -> note_mod.NoteSignature | None: ...
+
+
 class TlogPartnerRegistry(PartnerChain):
     """A registry that publishes its history as a transparency log and its current state as
     a map whose root each checkpoint carries (``map-root <base64>`` extension line).
@@ -792,6 +765,7 @@ class TlogPartnerRegistry(PartnerChain):
         asset_kinds: Sequence[int] | None = None,
         clock: Callable[[], float] = time.time,
         trusting_period_s: int = 14 * DAY_S,
+        remote_witnesses: Sequence[RemoteWitness] = (),
     ) -> None:
         super().__init__(
             chain_id,
@@ -804,8 +778,11 @@ class TlogPartnerRegistry(PartnerChain):
         )
         if sig not in ("ed25519", "sm2"):
             raise ValueError(f"sig must be 'ed25519' or 'sm2', not {sig!r}")
-        if not 0 <= quorum <= witnesses:
+        if remote_witnesses:
+            witnesses = 0  # the witnesses are other processes holding their own keys
+        if not 0 <= quorum <= witnesses + len(remote_witnesses):
             raise ValueError("quorum must be between 0 and the number of witnesses")
+        self.remote_witnesses = tuple(remote_witnesses)
         self.origin = origin
         self.sig = sig
         self.quorum = quorum
@@ -823,6 +800,10 @@ class TlogPartnerRegistry(PartnerChain):
             self.witness_signers,
             RFC6962_SM3 if hash == "sm3" else RFC6962_SHA256,
         )
+        self.witness_keys: tuple[RemoteWitness | NoteSigner, ...] = (
+            self.remote_witnesses or self.witness_signers
+        )
+        """The witnesses a relay trusts: local signers, or the remote witnesses."""
         self._published: dict[int, tuple[bytes, SparseMerkleTree, int]] = {}
         self._sizes: list[int] = []
         self._split: dict[int, bytes] = {}
@@ -855,10 +836,13 @@ class TlogPartnerRegistry(PartnerChain):
     def map_root_line(self, root: bytes) -> str:
         return f"{MAP_ROOT_KEYWORD} {base64.b64encode(root).decode()}"
 
-    def commit(self, *, timestamp: int | None = None) -> int:
+    def commit(self, *, timestamp: int | None = None, note: bytes | None = None) -> int:
         """Append the pending writes as log entries and publish a checkpoint of the new size
         (cosigned at ``timestamp``, default ``clock()``); return the size. Without pending
-        writes (or when stalled) nothing is published and the current size is returned."""
+        writes (or when stalled) nothing is published and the current size is returned.
+
+        With remote witnesses each is asked to cosign (those that do not answer are left
+        out); ``note`` replays a checkpoint published before (a restart), verbatim."""
         if self.stalled or not self._pending:
             return self.height
         writes = self._take_pending()
@@ -867,13 +851,25 @@ class TlogPartnerRegistry(PartnerChain):
         stamp = max(stamp, self._published[self.height][2]) if self._sizes else stamp
         state = self._working.copy()
         size = self.log.size
-        note = self.log.checkpoint(
-            size, timestamp=stamp, extensions=[self.map_root_line(state.root)]
-        )
+        if note is None:
+            note = self.log.checkpoint(
+                size, timestamp=stamp, extensions=[self.map_root_line(state.root)]
+            )
+            note = self._cosign_remote(note, size)
         self._published[size] = (note, state, stamp)
         self._sizes.append(size)
         self._notify(size, stamp, writes)
         return size
+
+    def _cosign_remote(self, signed: bytes, size: int) -> bytes:
+        lines = []
+        for witness in self.remote_witnesses:
+            sig = witness.cosign(
+                signed, size=size, proof=lambda old: self.log.consistency_proof(old, size)
+            )
+            if sig is not None:
+                lines.append(sig.line())
+        return signed + b"".join(lines)
 
     def checkpoint(self, size: int | None = None) -> bytes:
         """The signed checkpoint of ``size`` (default: the newest), as published."""
@@ -920,7 +916,7 @@ class TlogPartnerRegistry(PartnerChain):
             origin=self.origin,
             log_key=self.log_signer.verifier(),
             hasher=self.log.hasher,
-            witnesses=tuple(w.verifier() for w in self.witness_signers),
+            witnesses=tuple(w.verifier() for w in self.witness_keys),
             quorum=self.quorum,
             max_clock_drift=max_clock_drift,
         )
@@ -939,7 +935,7 @@ class TlogPartnerRegistry(PartnerChain):
                 origin=self.origin,
                 log_verifier_key=self.log_signer.vkey,
                 hash_algorithm=self.hash_algorithm,  # type: ignore[arg-type]
-                witness_verifier_keys=[w.vkey for w in self.witness_signers],
+                witness_verifier_keys=[w.vkey for w in self.witness_keys],
                 witness_threshold=self.quorum,
                 anchor=pb.TlogAnchor(checkpoint=self._published[size][0]),
                 trusting_period=Duration(seconds=self.trusting_period_s),
@@ -993,27 +989,16 @@ def sample_data(
 # --- adapters --------------------------------------------------------------------------------
 
 
-async def _abort(context: Any, error: PartnerError) -> None:
-    await context.abort(error.code, error.message)
-    raise error  # a context whose abort returns still must not go on
-
-
-def _optional(message: Message, field: str) -> int | None:
-    return getattr(message, field) if message.HasField(field) else None
-
-
-class PartnerAdapter(adapter_pb2_grpc.AdapterServiceServicer):
+class PartnerAdapter(HeaderSource, CheckpointSource, StateSource):
     """The ``relay.adapter.v1.AdapterService`` of one partner chain (either kind).
 
-    The async RPC methods are what grpc.aio calls (and what an in-process relay calls
-    directly, with a context offering ``async abort(code, details)``). Each delegates to a
-    plain method returning the answer (:meth:`describe`, :meth:`light_blocks`,
-    :meth:`query`...), which is what :class:`LyingAdapter` alters. Refusals follow the
-    adapter contract: NOT_FOUND for heights the chain does not have, UNIMPLEMENTED for the
-    other kind's calls, INVALID_ARGUMENT for malformed requests.
+    Built on :mod:`relay.sdk.adapter` (the worked example of a partner adapter): the RPC
+    glue is the SDK's, each RPC delegates to a plain method returning the answer
+    (:meth:`describe`, :meth:`light_blocks`, :meth:`query`...), which is what
+    :class:`LyingAdapter` alters. Refusals follow the adapter contract: NOT_FOUND for
+    heights the chain does not have, UNIMPLEMENTED for the other kind's calls,
+    INVALID_ARGUMENT for malformed requests.
     """
-
-    MAX_LIGHT_BLOCKS = 10_000
 
     def __init__(self, chain: BftPartnerChain | TlogPartnerRegistry) -> None:
         self.chain = chain
@@ -1031,7 +1016,7 @@ class PartnerAdapter(adapter_pb2_grpc.AdapterServiceServicer):
 
     def latest_height(self) -> apb.GetLatestHeightResponse:
         return apb.GetLatestHeightResponse(
-            height=self.chain.height, time=_ts(self.chain.latest_time_ns)
+            height=self.chain.height, time=timestamp(self.chain.latest_time_ns)
         )
 
     def _bft(self) -> BftPartnerChain:
@@ -1047,22 +1032,7 @@ class PartnerAdapter(adapter_pb2_grpc.AdapterServiceServicer):
     def check_range(self, request: apb.GetLightBlocksRequest) -> tuple[int, int, int]:
         """(from, to, encoding) of a valid request within the chain's head."""
         chain = self._bft()
-        return self._range(request, chain.height)
-
-    def _range(self, request: apb.GetLightBlocksRequest, head: int) -> tuple[int, int, int]:
-        lo, hi, encoding = request.from_height, request.to_height, int(request.encoding)
-        if encoding not in (
-            apb.LIGHT_BLOCK_ENCODING_COMETBFT_PROTO,
-            apb.LIGHT_BLOCK_ENCODING_COMETBFT_JSON,
-        ):
-            raise Unimplemented(f"light block encoding {encoding} is not offered")
-        if lo < 1 or hi < lo:
-            raise InvalidArgument(f"need 1 <= from_height <= to_height, got {lo}..{hi}")
-        if hi - lo + 1 > self.MAX_LIGHT_BLOCKS:
-            raise InvalidArgument(f"at most {self.MAX_LIGHT_BLOCKS} light blocks per call")
-        if hi > head:
-            raise NotFound(f"{self.chain.chain_id} has no height {hi} (head {head})")
-        return lo, hi, encoding
+        return self.light_block_range(request, chain.height)
 
     def light_block(self, height: int, encoding: int) -> apb.LightBlock:
         chain = self._bft()
@@ -1072,11 +1042,6 @@ class PartnerAdapter(adapter_pb2_grpc.AdapterServiceServicer):
             else chain.light_block_bytes(height)
         )
         return apb.LightBlock(height=height, light_block=data, encoding=encoding)  # type: ignore[arg-type]
-
-    def light_blocks(self, request: apb.GetLightBlocksRequest) -> Iterator[apb.LightBlock]:
-        """Validates the range first, then yields one light block per height."""
-        lo, hi, encoding = self.check_range(request)
-        return (self.light_block(h, encoding) for h in range(lo, hi + 1))
 
     def checkpoint(self, size: int | None) -> apb.GetCheckpointResponse:
         return apb.GetCheckpointResponse(signed_note=self._tlog().checkpoint(size))
@@ -1088,86 +1053,15 @@ class PartnerAdapter(adapter_pb2_grpc.AdapterServiceServicer):
         if not request.HasField("query"):
             raise InvalidArgument("query is missing")
         key = self.chain.domain_key(request.query)
-        return self.chain.query(key, _optional(request, "height"))
+        return self.chain.query(key, optional_field(request, "height"))
 
     def list_by_party(self, request: apb.ListByPartyRequest) -> list[apb.QueryResult]:
         return self.chain.list_by_party(
-            request.party_key, [int(k) for k in request.kinds], _optional(request, "height")
+            request.party_key, [int(k) for k in request.kinds], optional_field(request, "height")
         )
 
-    # --- RPCs ---
-
-    async def _before(self, method: str) -> None:
-        """Hook run before every RPC (a hanging adapter waits here)."""
-
-    async def Describe(self, request: apb.DescribeRequest, context: Any) -> apb.DescribeResponse:
-        await self._before("Describe")
-        return self.describe()
-
-    async def GetLatestHeight(
-        self, request: apb.GetLatestHeightRequest, context: Any
-    ) -> apb.GetLatestHeightResponse:
-        await self._before("GetLatestHeight")
-        return self.latest_height()
-
-    async def GetLightBlocks(
-        self, request: apb.GetLightBlocksRequest, context: Any
-    ) -> AsyncIterator[apb.LightBlock]:
-        await self._before("GetLightBlocks")
-        try:
-            items = list(self.stream_light_blocks(request))
-        except PartnerError as e:
-            await _abort(context, e)
-            return
-        for item in items:
-            yield item
-            await asyncio.sleep(0)  # let other calls run between big messages
-
-    def stream_light_blocks(self, request: apb.GetLightBlocksRequest) -> Iterator[apb.LightBlock]:
-        return self.light_blocks(request)
-
-    async def GetCheckpoint(
-        self, request: apb.GetCheckpointRequest, context: Any
-    ) -> apb.GetCheckpointResponse:
-        await self._before("GetCheckpoint")
-        try:
-            return self.checkpoint(_optional(request, "size"))
-        except PartnerError as e:
-            await _abort(context, e)
-            raise
-
-    async def GetConsistencyProof(
-        self, request: apb.GetConsistencyProofRequest, context: Any
-    ) -> apb.GetConsistencyProofResponse:
-        await self._before("GetConsistencyProof")
-        try:
-            return self.consistency(request.size1, request.size2)
-        except PartnerError as e:
-            await _abort(context, e)
-            raise
-
-    async def Query(self, request: apb.QueryRequest, context: Any) -> apb.QueryResult:
-        await self._before("Query")
-        try:
-            return self.query(request)
-        except PartnerError as e:
-            await _abort(context, e)
-            raise
-
-    async def ListByParty(
-        self, request: apb.ListByPartyRequest, context: Any
-    ) -> AsyncIterator[apb.QueryResult]:
-        await self._before("ListByParty")
-        try:
-            items = self.stream_by_party(request)
-        except PartnerError as e:
-            await _abort(context, e)
-            return
-        for item in items:
-            yield item
-
-    def stream_by_party(self, request: apb.ListByPartyRequest) -> list[apb.QueryResult]:
-        return self.list_by_party(request)
+    def head(self) -> int:
+        return self._bft().height
 
 
 # --- lying adapters --------------------------------------------------------------------------
@@ -1381,7 +1275,7 @@ class _TlogForger:
         make = sm2_signer if registry.sig == "sm2" else ed25519_signer
         self.log_signer = make(registry.log_signer.name, seed=f"{registry.origin}/forger")
         self.witnesses = tuple(
-            make(w.name, seed=f"{w.name}/forger", cosigner=True) for w in registry.witness_signers
+            make(w.name, seed=f"{w.name}/forger", cosigner=True) for w in registry.witness_keys
         )
         base = registry.height if fork_from is None else max(0, fork_from - 1)
         self.base = _fork_state(registry, fork=fork_from is not None)
@@ -1560,7 +1454,7 @@ class LyingAdapter(PartnerAdapter):
 
     def check_range(self, request: apb.GetLightBlocksRequest) -> tuple[int, int, int]:
         self._bft()
-        return self._range(request, self.claimed_head())
+        return self.light_block_range(request, self.claimed_head())
 
     def light_block(self, height: int, encoding: int) -> apb.LightBlock:
         if self.fault is Fault.GARBAGE_BYTES:
@@ -1611,11 +1505,11 @@ class LyingAdapter(PartnerAdapter):
         if not request.HasField("query"):
             raise InvalidArgument("query is missing")
         key = self.chain.domain_key(request.query)
-        return self._lie(key, _optional(request, "height"), lambda h: self.chain.query(key, h))
+        return self._lie(key, optional_field(request, "height"), lambda h: self.chain.query(key, h))
 
     def list_by_party(self, request: apb.ListByPartyRequest) -> list[apb.QueryResult]:
         fault = self.fault
-        asked = _optional(request, "height")
+        asked = optional_field(request, "height")
         kinds = [int(k) for k in request.kinds]
         party = request.party_key
         if fault is Fault.STALE_HEIGHT:
@@ -1657,7 +1551,7 @@ class LyingAdapter(PartnerAdapter):
             items = items[:-1]
         return items
 
-    async def _before(self, method: str) -> None:
+    async def before_call(self, method: str) -> None:
         self.calls.append(method)
         if self.fault is Fault.HANG and method != "Describe":
             await asyncio.Event().wait()

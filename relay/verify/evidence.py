@@ -22,7 +22,7 @@ Pure (no clock, no I/O): every time comes from the bundle.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -807,7 +807,7 @@ def verify_evidence(
         detail, record_kind = _step_record(evidence)
         return detail
 
-    steps = (
+    steps: tuple[Callable[[], str], ...] = (
         lambda: _step_format(evidence),
         step_anchor,
         step_trust_path,

@@ -1,0 +1,604 @@
+"""``relay demo``: the whole system on one machine, and a court session against it (issue 6).
+
+It generates a development PKI, starts the four reference partner deployments (``adapters``:
+real-estate registry, patent register with two witness processes, credit platform, bank) and
+the relay (embedded SQLite) as child processes, registers the chains, waits until the relay
+has verified every chain's head, then asks what a court asks: who owns a flat, what a debtor
+holds across all four systems (absence proven where nothing is held), the debtor's credit
+status, the freezes on the debtor's accounts and a patent's assignment history. Every answer
+is printed, its evidence written to ``OUT/evidence/`` and checked offline against
+``OUT/anchors.yaml`` (the trust anchors a court would hold) and the relay's public key.
+
+Without ``--once`` it keeps everything running until Ctrl-C (printing how to ask with
+``relay query``); with ``--once`` it stops everything and exits 0. Every child runs in its
+own process group and is stopped with SIGTERM, then SIGKILL: nothing is left behind.
+Development only: keys are throwaway, derived from names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+AUDIENCE = "relay-demo"
+COURT_IDENTITY = "court-bj-chaoyang"
+OPERATORS = ("operator-1", "operator-2")
+CASE = {
+    "court": "京0105",
+    "case_number": "(2026)京0105执1234号",
+    "officer": "执行法官 王敏",
+}
+
+
+def _import_adapters() -> Any:
+    """The ``adapters`` package of the source checkout next to this package."""
+    try:
+        import adapters.launch
+    except ModuleNotFoundError:
+        root = Path(__file__).resolve().parent.parent
+        if not (root / "adapters" / "__init__.py").exists():
+            raise RuntimeError(
+                "relay demo needs the reference deployments (the adapters/ folder of the "
+                "source checkout)"
+            ) from None
+        sys.path.insert(0, str(root))
+        import adapters.launch
+    return adapters.launch
+
+
+# --------------------------------------------------------------------------- the data
+
+
+@dataclass
+class Picks:
+    """What the court session asks about, chosen from the deployments' synthetic data."""
+
+    flat: Any  # pb.AssetRef
+    debtor: Any  # samples.Party
+    accounts: list[Any] = field(default_factory=list)  # pb.AssetRef
+    patent: Any = None  # pb.AssetRef with an assignment in its history
+    debtor_domains: set[int] = field(default_factory=set)
+
+
+def choose(deployments: dict[str, Any]) -> Picks:
+    """Recompute the deployments' deterministic sample data (with stand-in party keys) and
+    pick: a flat with a seizure or mortgage, a listed debtor holding in some systems but not
+    all, the debtor's accounts and a patent that was assigned."""
+    from relay.pb.relay.v1 import types_pb2 as pb
+    from relay.testing import samples
+    from relay.testing.partners import PROFILES
+
+    people = samples.population()
+    keys: dict[bytes, samples.Party | None] = {}
+    by_id = {(p.id_type, p.id): p for p in people.everyone}
+
+    def key(id_type: int, party_id: str) -> bytes:
+        k = hashlib.sha256(f"{id_type}|{party_id}".encode()).digest()
+        keys[k] = by_id.get((id_type, party_id))  # None: an institution, not a party here
+        return k
+
+    held: dict[str, set[int]] = {}
+    accounts: dict[str, list[Any]] = {}
+    flats: list[Any] = []
+    patents: list[tuple[int, Any]] = []
+    frozen: list[Any] = []
+    listed: list[samples.Party] = []
+    domains = {d.domain for d in deployments.values()}
+    for name, domain in (
+        ("real-estate", pb.DOMAIN_REAL_ESTATE),
+        ("ip", pb.DOMAIN_IP),
+        ("credit", pb.DOMAIN_CREDIT),
+        ("bank", pb.DOMAIN_BANK),
+    ):
+        if name not in domains:
+            continue
+        generated = samples.generate(
+            domain=domain,
+            registry_codes=PROFILES[domain].registry_codes or ("CREDIT",),
+            party_key=key,
+            people=people,
+        )
+        for _, record in generated.records:
+            if isinstance(record, pb.OwnershipRecord):
+                for owner in record.owners:
+                    if (who := keys.get(owner.party.party_key)) is not None:
+                        held.setdefault(who.id, set()).add(domain)
+                if domain == pb.DOMAIN_REAL_ESTATE and record.encumbrances:
+                    flats.append(record.asset)
+            elif isinstance(record, pb.AccountRecord):
+                if (who := keys.get(record.holder.party_key)) is not None:
+                    held.setdefault(who.id, set()).add(domain)
+                    accounts.setdefault(who.id, []).append(record.account)
+                if record.freezes:
+                    frozen.append(record.account)
+            elif isinstance(record, pb.CreditRecord):
+                if (who := keys.get(record.party.party_key)) is not None:
+                    listed.append(who)
+            elif isinstance(record, pb.AssetHistory) and domain == pb.DOMAIN_IP:
+                # Assignments first, then licences: the richest history of a patent.
+                score = sum(
+                    2 if e.kind == pb.HISTORY_EVENT_KIND_ASSIGNMENT else 1
+                    for e in record.entries
+                    if e.kind != pb.HISTORY_EVENT_KIND_REGISTRATION
+                )
+                patents.append((score, record.asset))
+    # A listed debtor who holds something somewhere but not everywhere: the session then
+    # shows both found holdings and proven absence.
+    debtor = max(
+        listed,
+        key=lambda p: (0 < len(held.get(p.id, ())) < 3, p.id in accounts, len(held.get(p.id, ()))),
+    )
+    mine = accounts.get(debtor.id, [])
+    # The debtor's accounts, and an account frozen by a court if none of them is.
+    extra = [a for a in frozen[:1] if a not in mine]
+    return Picks(
+        flat=flats[0],
+        debtor=debtor,
+        accounts=mine + extra,
+        patent=max(patents, key=lambda p: p[0])[1] if patents else None,
+        debtor_domains=held.get(debtor.id, set()),
+    )
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+class Demo:
+    """The running processes and how to reach the relay."""
+
+    def __init__(self, out: Path, *, block_interval: float = 1.0) -> None:
+        self.out = out.resolve()
+        self.run_dir = self.out / "run"
+        self.block_interval = block_interval
+        self.launch = _import_adapters()
+        self.partners: dict[str, Any] = {}
+        self.relay: Any = None
+        self.setup: Any = None
+        self.access_pki: Any = None
+        self.institutions: dict[str, str] = {}
+
+    def children(self) -> list[Any]:
+        out = [c for p in self.partners.values() for c in p.children()]
+        return [*out, self.relay] if self.relay is not None else out
+
+    def start(
+        self,
+        say: Callable[[str], None],
+        *,
+        names: Sequence[str] | None = None,
+        relay_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        """Start the deployments ``names`` (default: all four) and the relay, then register
+        every chain the way a partner does: a signed proposal, approved by two operators."""
+        from relay.service.devconfig import write_dev_setup
+
+        if self.run_dir.exists():
+            shutil.rmtree(self.run_dir)
+        self.run_dir.mkdir(parents=True)
+        names = tuple(names or self.launch.DEPLOYMENTS)
+        pki = self.write_pki(names)
+        say(f"development PKI (court, partner, operator certificates) in {pki.directory}")
+        self.partners = self.launch.start_partners(
+            self.run_dir / "partners", pki, block_interval=self.block_interval, names=names
+        )
+        for p in self.partners.values():
+            witnesses = f", {len(p.witnesses)} witness processes" if p.witnesses else ""
+            say(f"started {p.deployment.name:<10} {p.chain_id} (mutual TLS{witnesses})")
+        self.setup = write_dev_setup(
+            self.run_dir / "relay",
+            pki=pki,
+            overrides={
+                "sync": {"interval": "200ms"},
+                # Quick recovery when an adapter comes back (a demo, not production tuning).
+                "adapters": {"deadline": "3s", "retries": 1, "breaker_reset": "1s"},
+                "access": self.access_config(),
+                **(relay_overrides or {}),
+            },
+        )
+        self.start_relay()
+        say(f"relay serving on {self.setup.grpc_address} (SQLite {self.run_dir}/relay/relay.db)")
+        self.onboard(say)
+
+    # --- access: identities and onboarding ---
+
+    def write_pki(self, names: Sequence[str]) -> Any:
+        """The development PKI with roles: the relay, a court, two operators and one partner
+        identity (certificate and proposal-signing key) per deployment's institution."""
+        from relay.pb.relay.v1 import types_pb2 as pb
+        from relay.testing.partners import PROFILES
+        from relay.testing.pki import DevPki, write_access_pki
+
+        domains = {
+            "real-estate": pb.DOMAIN_REAL_ESTATE,
+            "ip": pb.DOMAIN_IP,
+            "credit": pb.DOMAIN_CREDIT,
+            "bank": pb.DOMAIN_BANK,
+        }
+        self.institutions = {
+            n: PROFILES[domains[self.launch.DEPLOYMENTS[n].domain]].institution for n in names
+        }
+        identities = [
+            (COURT_IDENTITY, "court", CASE["court"]),
+            *((op, "operator", "") for op in OPERATORS),
+            *((f"partner-{n}", "partner", inst) for n, inst in self.institutions.items()),
+        ]
+        self.access_pki = write_access_pki(self.run_dir / "pki", identities=identities)
+        court_cert, court_key = self.access_pki.clients[COURT_IDENTITY]
+        return DevPki(
+            self.access_pki.directory,
+            self.access_pki.ca_cert,
+            self.access_pki.server_cert,
+            self.access_pki.server_key,
+            court_cert,
+            court_key,
+        )
+
+    def signer(self, institution: str) -> Any:
+        from relay.access.proposals import InstitutionSigner
+
+        return InstitutionSigner.from_seed_file(
+            key_id=f"{institution}-k1", path=self.access_pki.institution_keys[institution]
+        )
+
+    def access_config(self) -> dict[str, Any]:
+        from relay.config import ACCESS_DOMAINS, ACCESS_QUERY_KINDS
+
+        return {
+            "audience": AUDIENCE,
+            "grants": {
+                CASE["court"]: {
+                    "domains": list(ACCESS_DOMAINS),
+                    "queries": list(ACCESS_QUERY_KINDS),
+                }
+            },
+            "institution_keys": [
+                self.signer(inst).config_entry(inst) for inst in set(self.institutions.values())
+            ],
+            "approvals_required": len(OPERATORS),
+            "operators": list(OPERATORS),
+        }
+
+    def onboard(self, say: Callable[[str], None]) -> None:
+        """Each partner proposes its chain (ProposeChain, signed with its institution key,
+        over its own partner certificate); each operator approves; the relay registers the
+        chain when the last approval arrives."""
+        from google.protobuf import json_format
+
+        from relay.access.proposals import make_proposal, sign_proposal
+        from relay.pb.relay.v1 import admin_pb2, admin_pb2_grpc
+        from relay.pb.relay.v1 import types_pb2 as pb
+
+        for name, partner in self.partners.items():
+            institution = self.institutions[name]
+            descriptor = json_format.Parse(partner.descriptor.read_text(), pb.ChainDescriptor())
+            proposal = make_proposal(
+                institution=institution, audience=AUDIENCE, register=descriptor
+            )
+            signed = sign_proposal(proposal, self.signer(institution))
+            with self.channel(f"partner-{name}") as ch:
+                admin = admin_pb2_grpc.AdminServiceStub(ch)  # type: ignore[no-untyped-call]
+                info = admin.ProposeChain(admin_pb2.ProposeChainRequest(signed=signed), timeout=30)
+            proposal_id = info.proposal.proposal_id
+            for operator in OPERATORS:
+                with self.channel(operator) as ch:
+                    admin = admin_pb2_grpc.AdminServiceStub(ch)  # type: ignore[no-untyped-call]
+                    approved = admin.ApproveProposal(
+                        admin_pb2.ApproveProposalRequest(
+                            proposal_id=proposal_id, comment="relay demo"
+                        ),
+                        timeout=30,
+                    )
+            state = admin_pb2.ProposalState.Name(approved.proposal.state)
+            say(
+                f"onboarded {partner.chain_id}: proposal {proposal_id[:12]}… by partner-{name}, "
+                f"approved by {' and '.join(OPERATORS)}: {state}"
+            )
+            if approved.proposal.state != admin_pb2.PROPOSAL_STATE_APPLIED:
+                raise RuntimeError(
+                    f"proposal of {partner.chain_id} not applied: {approved.proposal}"
+                )
+
+    def start_relay(self, *, timeout_s: float = 60.0) -> None:
+        from relay.service.devconfig import wait_serving
+
+        log = self.run_dir / "relay.log"
+        self.relay = self.launch.Child(
+            "relay", ["-m", "relay.cli", "serve", "--config", str(self.setup.config)], log
+        ).start()
+        wait_serving(self.setup.health_address, timeout_s=timeout_s, process=self.relay.process)
+
+    def stop(self) -> None:
+        self.launch.terminate(self.children())
+
+    # --- talking to the relay ---
+
+    def channel(self, identity: str = "") -> Any:
+        """A channel to the relay with ``identity``'s certificate (default: the court)."""
+        from relay.service.client import ClientTls, channel
+
+        cert, key = self.access_pki.clients[identity or COURT_IDENTITY]
+        tls = ClientTls.from_files(
+            ca=self.access_pki.ca_cert, cert=cert, key=key, server_name="localhost"
+        )
+        return channel(self.setup.grpc_address, tls)
+
+    def wait_synced(self, *, timeout_s: float = 60.0) -> list[Any]:
+        """Wait until the relay verified every chain (status ACTIVE); the chain infos."""
+        from relay.pb.relay.v1 import query_pb2, query_pb2_grpc
+        from relay.pb.relay.v1 import types_pb2 as pb
+
+        end = time.monotonic() + timeout_s
+        with self.channel() as ch:
+            stub = query_pb2_grpc.QueryServiceStub(ch)  # type: ignore[no-untyped-call]
+            while True:
+                infos = list(stub.ListChains(query_pb2.ListChainsRequest(), timeout=5).chains)
+                if len(infos) == len(self.partners) and all(
+                    i.status == pb.CHAIN_STATUS_ACTIVE and i.trusted_height > i.anchor_height
+                    for i in infos
+                ):
+                    return infos
+                if time.monotonic() > end:
+                    raise TimeoutError(f"chains not all verified within {timeout_s} s: {infos}")
+                if not self.relay.running:
+                    raise RuntimeError(f"the relay exited:\n{self.relay.tail()}")
+                time.sleep(0.1)
+
+    def anchors(self) -> Any:
+        """The anchor set a court holds: every chain's descriptor anchor, the relay key."""
+        from google.protobuf import json_format
+
+        from relay.engine.evidence import RelaySigner
+        from relay.pb.relay.v1 import types_pb2 as pb
+        from relay.verify.anchors import anchor_set
+
+        descriptors = [
+            json_format.Parse(p.descriptor.read_text(), pb.ChainDescriptor())
+            for p in self.partners.values()
+        ]
+        signer = RelaySigner.ed25519(key_id=self.setup.key_id, seed=self.setup.signing_seed)
+        return anchor_set(descriptors, relay_keys=[signer.relay_key()])
+
+
+# --------------------------------------------------------------------------- the session
+
+
+@dataclass
+class Answer:
+    title: str
+    text: str
+    evidence: list[tuple[str, Any]]  # (file name, pb.Evidence)
+
+
+def court_session(demo: Demo, picks: Picks) -> Iterator[Answer]:
+    """Ask the relay what the court asks; yield each answer with its evidence."""
+    from relay.pb.relay.v1 import query_pb2 as q
+    from relay.pb.relay.v1 import query_pb2_grpc
+    from relay.pb.relay.v1 import types_pb2 as pb
+    from relay.service import render
+
+    def case(purpose: int) -> Any:
+        return pb.CaseRef(purpose=purpose, **CASE)  # type: ignore[arg-type]
+
+    debtor = pb.PartyRef(
+        kind=picks.debtor.kind,
+        id_type=picks.debtor.id_type,
+        id=picks.debtor.id,
+    )
+    with demo.channel() as ch:
+        stub = query_pb2_grpc.QueryServiceStub(ch)  # type: ignore[no-untyped-call]
+        own = stub.GetOwnership(
+            q.GetOwnershipRequest(asset=picks.flat, case_ref=case(pb.CASE_PURPOSE_ENFORCEMENT)),
+            timeout=30,
+        )
+        yield Answer(
+            f"1. Who owns flat {picks.flat.registry}/{picks.flat.id}?",
+            render.ownership_answer(own),
+            [("01-flat-ownership.json", own.evidence)] if own.HasField("evidence") else [],
+        )
+        holdings = list(
+            stub.ListHoldings(
+                q.ListHoldingsRequest(party=debtor, case_ref=case(pb.CASE_PURPOSE_INVESTIGATION)),
+                timeout=30,
+            )
+        )
+        files = []
+        for a in holdings:
+            if a.HasField("index_evidence"):
+                files.append((f"02-holdings-{a.chain_id}-index.json", a.index_evidence))
+            for i, h in enumerate(a.holdings, 1):
+                files.append((f"02-holdings-{a.chain_id}-{i}.json", h.evidence))
+        yield Answer(
+            f"2. What does debtor {picks.debtor.name} ({picks.debtor.id}) hold, in every system?",
+            "\n\n".join(render.holdings_answer(a) for a in holdings),
+            files,
+        )
+        credit = stub.GetCreditStatus(
+            q.GetCreditStatusRequest(party=debtor, case_ref=case(pb.CASE_PURPOSE_INVESTIGATION)),
+            timeout=30,
+        )
+        yield Answer(
+            f"3. Is {picks.debtor.name} a listed dishonest debtor?",
+            render.credit_answer(credit),
+            [
+                (f"03-credit-{f.chain_id}.json", f.evidence)
+                for f in credit.findings
+                if f.HasField("evidence")
+            ],
+        )
+        for n, account in enumerate(picks.accounts, 1):
+            acc = stub.GetAccount(
+                q.GetAccountRequest(account=account, case_ref=case(pb.CASE_PURPOSE_PRESERVATION)),
+                timeout=30,
+            )
+            yield Answer(
+                f"4.{n} Balance and court freezes of account {account.registry}/{account.id}",
+                render.account_answer(acc),
+                [(f"04-account-{n}.json", acc.evidence)] if acc.HasField("evidence") else [],
+            )
+        if picks.patent is not None:
+            hist = stub.GetHistory(
+                q.GetHistoryRequest(
+                    asset=picks.patent, case_ref=case(pb.CASE_PURPOSE_TRIAL_EVIDENCE)
+                ),
+                timeout=30,
+            )
+            yield Answer(
+                f"5. Assignment and licence history of patent {picks.patent.id}",
+                render.history_answer(hist),
+                [("05-patent-history.json", hist.evidence)] if hist.HasField("evidence") else [],
+            )
+
+
+def run_session(demo: Demo, picks: Picks, *, say: Callable[[str], None]) -> tuple[int, int]:
+    """Run the session, write and check every evidence file; (files written, files that
+    failed the offline check)."""
+    from google.protobuf import json_format
+
+    from relay.verify.evidence import verify_evidence
+
+    anchors = demo.anchors()
+    evidence_dir = demo.out / "evidence"
+    if evidence_dir.exists():
+        shutil.rmtree(evidence_dir)
+    evidence_dir.mkdir(parents=True)
+    written = failed = 0
+    for answer in court_session(demo, picks):
+        say("\n" + "=" * 78 + f"\n{answer.title}\n" + "-" * 78 + f"\n{answer.text}")
+        for name, evidence in answer.evidence:
+            path = evidence_dir / name
+            path.write_text(json_format.MessageToJson(evidence, indent=2) + "\n", "utf-8")
+            report = verify_evidence(
+                evidence, anchors=anchors.anchors, relay_keys=dict(anchors.relay_keys)
+            )
+            written += 1
+            if report.ok:
+                say(f"   evidence {path.relative_to(demo.out)}: verified offline")
+            else:
+                failed += 1
+                bad = [c for c in report.checks if not c.passed]
+                say(f"   evidence {path.relative_to(demo.out)}: FAILED offline check: {bad}")
+    return written, failed
+
+
+def write_anchors_file(demo: Demo) -> Path:
+    from relay.offline import write_anchors
+
+    path = demo.out / "anchors.yaml"
+    write_anchors(demo.anchors(), path)
+    return path
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def instructions(demo: Demo, picks: Picks) -> str:
+    config = demo.setup.config
+    case = (
+        f"--case-court {CASE['court']} --case-number '{CASE['case_number']}' "
+        "--case-purpose investigation"
+    )
+    flat = picks.flat
+    return "\n".join(
+        [
+            "",
+            "Everything keeps running. Ask the relay yourself, for example:",
+            f"  relay chains list --config {config}",
+            f"  relay query ownership --config {config} {case} \\",
+            f"      --asset-kind real-estate --registry {flat.registry} --id '{flat.id}'",
+            f"  relay query holdings --config {config} {case} --id {picks.debtor.id}",
+            f"  relay query credit --config {config} {case} --id {picks.debtor.id}",
+            f"  relay verify --anchors {demo.out / 'anchors.yaml'} {demo.out / 'evidence'}/*.json",
+            "Press Ctrl-C to stop everything.",
+        ]
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start partner systems, adapters and the relay; run a court session."""
+    out = Path(args.out or "relay-demo")
+    started = time.monotonic()
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    demo = Demo(out, block_interval=args.block_interval)
+    try:
+        picks = choose(demo.launch.DEPLOYMENTS)
+        demo.start(say)
+        infos = demo.wait_synced()
+        say(f"relay verified all {len(infos)} chains in {time.monotonic() - started:.1f} s:")
+        for i in infos:
+            say(f"   {i.chain_id:<28} verified height {i.trusted_height}")
+        anchors_path = write_anchors_file(demo)
+        say(f"trust anchors written to {anchors_path}")
+        written, failed = run_session(demo, picks, say=say)
+        summary = {
+            "evidence_files": written,
+            "failed_offline_checks": failed,
+            "out": str(demo.out),
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        (demo.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        say(
+            f"\n{written} evidence files in {demo.out / 'evidence'}, "
+            f"{written - failed} verified offline against {anchors_path.name}"
+        )
+        if failed:
+            return EXIT_FAILED
+        if args.once:
+            return EXIT_OK
+        say(instructions(demo, picks))
+        while not stop.is_set():
+            for child in demo.children():
+                if not child.running:
+                    say(f"{child.name} exited unexpectedly; its log: {child.log}")
+                    return EXIT_FAILED
+            stop.wait(1.0)
+        return EXIT_OK
+    except KeyboardInterrupt:
+        say("\nstopping...")
+        return EXIT_OK
+    except (RuntimeError, TimeoutError, OSError) as e:
+        say(f"relay demo: {e}")
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        demo.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        say("all processes stopped")
+
+
+def add_command(sub: Any) -> None:
+    """Register ``relay demo`` on the CLI's subparsers."""
+    p = sub.add_parser(
+        "demo",
+        help="run partner chains, adapters and the relay locally, and a court session",
+        description=cmd_demo.__doc__,
+    )
+    p.add_argument("--once", action="store_true", help="stop everything after the session")
+    p.add_argument("--out", help="output folder (default ./relay-demo)")
+    p.add_argument(
+        "--block-interval", type=float, default=1.0, help="seconds between blocks (default 1)"
+    )
+    p.set_defaults(func=cmd_demo)
