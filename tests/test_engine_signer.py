@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from relay.engine.evidence import RelaySigner
 from relay.pb.relay.v1 import types_pb2 as pb
-from relay.verify.errors import SignatureError
+from relay.verify.errors import SignatureError, VerificationError
 from relay.verify.evidence import RelayKey, attestation_input, verify_attestation
 
 
@@ -52,6 +52,22 @@ def test_signatures_verify_and_cover_the_bundle(signer: RelaySigner) -> None:
         )
         with pytest.raises(SignatureError):
             verify_attestation(ev, key=other_id)
+
+
+def test_re_signing_a_signed_bundle_signs_the_same_input() -> None:
+    """sign() encodes an unsigned bundle directly and strips an existing attestation first:
+    both give the attestation input the offline checker recomputes."""
+    first = RelaySigner.ed25519(key_id="first", seed=b"\x01" * 32)
+    second = RelaySigner.ed25519(key_id="second", seed=b"\x02" * 32)
+    unsigned = bundle()
+    ev = first.sign(bundle())
+    assert attestation_input(ev) == attestation_input(unsigned)
+    second.sign(ev)  # replaces the first attestation
+    assert ev.relay_attestation.key_id == "second"
+    verify_attestation(ev, key=second.relay_key())
+    with pytest.raises(VerificationError):
+        verify_attestation(ev, key=first.relay_key())
+    assert ev.relay_attestation.signature == second.sign(bundle()).relay_attestation.signature
 
 
 def test_keys_from_pem() -> None:

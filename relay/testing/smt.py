@@ -12,6 +12,10 @@ non-existence proof (its neighbours in ``H(key)`` order) for an absent one.
 Nodes are immutable and shared between versions, so :meth:`SparseMerkleTree.copy` is O(1)
 and a chain keeps one snapshot per height for free; hashes are computed lazily, once per
 node, so a batch of writes costs one hash per changed node when the root is next read.
+Proofs are assembled from wire-format pieces cached on those immutable nodes (each inner
+node's two possible ``InnerOp`` steps, each leaf's key/value/leaf-op fields), so serving a
+proof is one walk from the root and a join, the way a partner node serves proofs from its
+store; the bytes are exactly :func:`encode_proof`'s canonical encoding.
 
 For test partner chains and reference registries; the verifier never imports it.
 """
@@ -30,22 +34,28 @@ _INNER = b"\x01"
 
 
 class _Leaf:
-    __slots__ = ("hash", "key", "path", "value")
+    __slots__ = ("hash", "head", "key", "path", "value")
 
     def __init__(self, path: bytes, key: bytes, value: bytes, leaf_hash: bytes) -> None:
         self.path = path
         self.key = key
         self.value = value
         self.hash = leaf_hash
+        # The key, value and leaf fields of this leaf's ExistenceProof (wire format), once
+        # a proof of it was asked for.
+        self.head: bytes | None = None
 
 
 class _Inner:
-    __slots__ = ("_hash", "left", "right")
+    __slots__ = ("_hash", "_steps", "left", "right")
 
     def __init__(self, left: _Node, right: _Node) -> None:
         self.left = left
         self.right = right
         self._hash: bytes | None = None
+        # The encoded ``path`` entries of a proof passing through this node: (via the left
+        # child, via the right child). Both children are fixed, so they never change.
+        self._steps: tuple[bytes, bytes] | None = None
 
 
 _Node = _Leaf | _Inner | None
@@ -53,6 +63,24 @@ _Node = _Leaf | _Inner | None
 
 def _bit(path: bytes, depth: int) -> int:
     return (path[depth >> 3] >> (7 - (depth & 7))) & 1
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: int, data: bytes) -> bytes:
+    """A length-delimited protobuf field (``tag`` is the one-byte key: number << 3 | 2)."""
+    return bytes((tag,)) + _varint(len(data)) + data
+
+
+# One-byte keys of the length-delimited fields of cosmos.ics23.v1 messages used here.
+_F1, _F2, _F3, _F4 = 0x0A, 0x12, 0x1A, 0x22
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +92,9 @@ class _Hashing:
     leaf: Callable[[bytes], bytes]
     inner: Callable[[bytes], bytes]
     empty: bytes
+    inner_op: int
+    leaf_field: bytes
+    """ExistenceProof field 3: the spec's LeafOp, which every proof of the tree carries."""
 
 
 def _hashing(spec: ProofSpec) -> _Hashing:
@@ -91,6 +122,8 @@ def _hashing(spec: ProofSpec) -> _Hashing:
         leaf=fn(ls.hash),
         inner=fn(ins.hash),
         empty=ins.empty_child,
+        inner_op=ins.hash,
+        leaf_field=_field(_F3, _leaf_pb(ls).SerializeToString(deterministic=True)),
     )
 
 
@@ -341,11 +374,72 @@ class SparseMerkleTree:
 
     def prove(self, key: bytes) -> bytes:
         """A serialized ``CommitmentProof`` for ``key`` against :attr:`root`: an existence
-        proof when ``key`` is present, a non-existence proof otherwise."""
-        leaf = self._find(key)
-        if leaf is not None:
-            return encode_proof(self._existence(leaf))
-        return encode_proof(self.non_existence_proof(key))
+        proof when ``key`` is present, a non-existence proof otherwise (the bytes
+        :func:`encode_proof` gives for :meth:`existence_proof` / :meth:`non_existence_proof`).
+        """
+        return self.lookup(key)[1]
+
+    def lookup(self, key: bytes) -> tuple[bytes | None, bytes]:
+        """``(value or None, proof)``: :meth:`get` and :meth:`prove` in one walk."""
+        if not key:
+            raise ValueError("ICS-23 cannot prove anything about the empty key")
+        path = self._h.key(key)
+        steps: list[bytes] = []
+        node, depth = self._root, 0
+        while isinstance(node, _Inner):
+            bit = _bit(path, depth)
+            steps.append(self._steps(node)[bit])
+            node = node.right if bit else node.left
+            depth += 1
+        if isinstance(node, _Leaf) and node.path == path:
+            steps.append(self._head(node))
+            steps.reverse()
+            return node.value, _field(_F1, b"".join(steps))
+        left, right = self._neighbours(path)
+        if left is None and right is None:
+            raise ValueError("an empty tree has no ICS-23 non-existence proofs")
+        # The proof's key field holds the key itself (the verifier also accepts H(key)).
+        parts = [_field(_F1, bytes(key))]
+        if left is not None:
+            parts.append(_field(_F2, self._exist_body(left)))
+        if right is not None:
+            parts.append(_field(_F3, self._exist_body(right)))
+        return None, _field(_F2, b"".join(parts))
+
+    def _steps(self, node: _Inner) -> tuple[bytes, bytes]:
+        """The encoded ``path`` entries through ``node`` (see :meth:`_path_ops`)."""
+        steps = node._steps
+        if steps is None:
+            op = self._h.inner_op
+            via_left = pb.InnerOp(hash=op, prefix=_INNER, suffix=self._hash(node.right))  # type: ignore[arg-type]
+            via_right = pb.InnerOp(hash=op, prefix=_INNER + self._hash(node.left))  # type: ignore[arg-type]
+            steps = (
+                _field(_F4, via_left.SerializeToString(deterministic=True)),
+                _field(_F4, via_right.SerializeToString(deterministic=True)),
+            )
+            node._steps = steps
+        return steps
+
+    def _head(self, leaf: _Leaf) -> bytes:
+        head = leaf.head
+        if head is None:
+            head = _field(_F1, leaf.key) + _field(_F2, leaf.value) + self._h.leaf_field
+            leaf.head = head
+        return head
+
+    def _exist_body(self, leaf: _Leaf) -> bytes:
+        """The encoded ExistenceProof (without its own field key) of a leaf of this tree."""
+        steps: list[bytes] = []
+        node, depth = self._root, 0
+        while isinstance(node, _Inner):
+            bit = _bit(leaf.path, depth)
+            steps.append(self._steps(node)[bit])
+            node = node.right if bit else node.left
+            depth += 1
+        assert node is leaf
+        steps.append(self._head(leaf))
+        steps.reverse()
+        return b"".join(steps)
 
 
 def _extreme(node: _Node, *, last: bool) -> _Leaf | None:
@@ -357,19 +451,22 @@ def _extreme(node: _Node, *, last: bool) -> _Leaf | None:
     return node
 
 
+def _leaf_pb(leaf: ics23.LeafOp) -> pb.LeafOp:
+    return pb.LeafOp(
+        hash=pb.HashOp.ValueType(leaf.hash),
+        prehash_key=pb.HashOp.ValueType(leaf.prehash_key),
+        prehash_value=pb.HashOp.ValueType(leaf.prehash_value),
+        length=pb.LengthOp.ValueType(leaf.length),
+        prefix=leaf.prefix,
+    )
+
+
 def _exist_pb(e: ics23.ExistenceProof) -> pb.ExistenceProof:
     assert e.leaf is not None
-    leaf = e.leaf
     return pb.ExistenceProof(
         key=e.key,
         value=e.value,
-        leaf=pb.LeafOp(
-            hash=pb.HashOp.ValueType(leaf.hash),
-            prehash_key=pb.HashOp.ValueType(leaf.prehash_key),
-            prehash_value=pb.HashOp.ValueType(leaf.prehash_value),
-            length=pb.LengthOp.ValueType(leaf.length),
-            prefix=leaf.prefix,
-        ),
+        leaf=_leaf_pb(e.leaf),
         path=[
             pb.InnerOp(hash=pb.HashOp.ValueType(o.hash), prefix=o.prefix, suffix=o.suffix)
             for o in e.path

@@ -1207,11 +1207,13 @@ def _exist_from_pb(m: _pb.ExistenceProof, max_path: int) -> ExistenceProof:
         raise LimitExceededError(
             "existence proof has too many inner steps", steps=len(path), limit=max_path
         )
+    # tuple.__new__ directly: the NamedTuple constructor is a Python-level call per step.
+    new = tuple.__new__
     return ExistenceProof(
         m.key,
         m.value,
         _leaf_from_pb(m.leaf) if m.HasField("leaf") else None,
-        tuple([InnerOp(o.hash, o.prefix, o.suffix) for o in path]),
+        tuple([new(InnerOp, (o.hash, o.prefix, o.suffix)) for o in path]),
     )
 
 
