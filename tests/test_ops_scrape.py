@@ -336,7 +336,7 @@ def test_scrape_shows_the_catalogue_moving_and_bounded(tmp_path: Path) -> None:
             )
             answer = await call
             assert answer.outcome == pb.OUTCOME_FOUND
-            assert (REQUEST_ID_KEY, "court-req-0001") in tuple(await call.initial_metadata())
+            assert (REQUEST_ID_KEY, "court-req-0001") in tuple(await call.trailing_metadata())
             await ops.query.GetOwnership(request, timeout=10)
             await ops.query.GetChain(query_pb2.GetChainRequest(chain_id=LOG), timeout=10)
             holder = ops.data[BFT].parties[0]
@@ -376,6 +376,8 @@ def test_scrape_shows_the_catalogue_moving_and_bounded(tmp_path: Path) -> None:
             ops.partners[BFT].fault = None
             reason = describe_rpc_error(info.value).reason
             assert reason == "VALUE_MISMATCH"
+            # the request id comes back with the error too
+            assert (REQUEST_ID_KEY, "court-req-0003") in tuple(info.value.trailing_metadata())
             third = await ops.scrape()
             failures = "relay_proof_verification_failures_total"
             assert third.value(failures, chain=BFT, reason=reason) == 1

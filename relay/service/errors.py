@@ -167,8 +167,17 @@ def status_for_exception(error: BaseException, *, method: str) -> status_pb2.Sta
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], status: status_pb2.Status) -> NoReturn:
-    """End the call with ``status`` (code, message and details in the trailers)."""
-    await context.abort_with_status(rpc_status.to_status(status))
+    """End the call with ``status`` (code, message and details in the trailers, with the
+    call's request id beside them)."""
+    from relay.logs import REQUEST_ID_KEY, request_id_var
+
+    grpc_status = rpc_status.to_status(status)
+    request_id = request_id_var.get()
+    if request_id is not None:
+        grpc_status = grpc_status._replace(
+            trailing_metadata=(*grpc_status.trailing_metadata, (REQUEST_ID_KEY, request_id))
+        )
+    await context.abort_with_status(grpc_status)
     raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 
