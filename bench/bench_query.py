@@ -433,15 +433,28 @@ async def client(args: argparse.Namespace) -> None:
                 "--answer", str(canned_file), log=log,
             )  # fmt: skip
             servers.append(canned)
+            # Issue 7: the same relay with its audit log switched off, measured in the same
+            # interleaved rounds (audit cost target: <= 10% of query throughput).
+            noaudit_setup = write_dev_setup(
+                root / "noaudit", grpc_port=0, health_port=0, pki=inproc.pki,
+                overrides={**quiet, "audit": {"enabled": False}},
+            )  # fmt: skip
+            relay_na = start_server(
+                "--serve", "relay", "--setup", str(noaudit_setup.directory), "--adapter",
+                "inproc", "--scale", str(args.scale), log=log,
+            )  # fmt: skip
+            servers.append(relay_na)
             floor = f"echo floor ({sizes.answer_bytes:,.0f} B answers)"
             service = "relay service layer only (canned answer)"
             verified = "relay GetOwnership, in-process adapter"
+            unaudited = "  same, audit log disabled"
             part1 = await best_of(
                 args.rounds,
                 [
                     (floor, echo.info["port"], ECHO, distinct),
                     (service, canned.info["port"], GET_OWNERSHIP, distinct),
                     (verified, port, GET_OWNERSHIP, distinct),
+                    (unaudited, relay_na.info["port"], GET_OWNERSHIP, distinct),
                 ],
                 ca=ca,
                 in_flight=args.in_flight,
@@ -451,8 +464,14 @@ async def client(args: argparse.Namespace) -> None:
             print_results(
                 "1. in-process adapter (target: relay >= 0.50 of echo)",
                 part1[floor],
-                [part1[service], part1[verified]],
+                [part1[service], part1[verified], part1[unaudited]],
             )
+            audit_cost = 1 - part1[verified].qps / part1[unaudited].qps
+            print(
+                f"audit log cost: {audit_cost:+.1%} of query throughput with the audit log "
+                f"(target: <= 10%)"
+            )
+            relay_na.stop()
             echo.stop()
             canned.stop()
 

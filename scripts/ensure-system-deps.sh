@@ -2,7 +2,9 @@
 # Install the system tools the test suite needs and pip cannot provide: promtool (Debian's
 # `prometheus` package), which checks and unit-tests the Helm chart's alert rules, and
 # Debian's chromium + chromium-driver, which drive the public verification page in a real
-# headless browser (tests/test_web_verify_browser.py).
+# headless browser (tests/test_web_verify_browser.py), and Debian's postgresql, whose
+# initdb/pg_ctl the PostgreSQL store tests start as a throwaway loopback cluster
+# (relay/testing/pgcluster.py; Debian keeps them in /usr/lib/postgresql/<version>/bin).
 # Idempotent, quiet and instant when everything is present; `make test` calls it first.
 set -euo pipefail
 
@@ -10,6 +12,11 @@ missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+have_pg() {
+    command -v initdb >/dev/null 2>&1 && return 0
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+have_pg || missing+=(postgresql)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
@@ -31,7 +38,7 @@ if [ "$(id -u)" -ne 0 ]; then
     fi
 fi
 
-echo "ensure-system-deps: installing ${missing[*]} (promtool, headless chromium)" >&2
+echo "ensure-system-deps: installing ${missing[*]} (promtool, headless chromium, postgresql)" >&2
 export DEBIAN_FRONTEND=noninteractive
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
@@ -43,6 +50,10 @@ if ! { $sudo apt-get update -qq && \
     echo "ensure-system-deps: apt-get install ${missing[*]} failed" >&2
     exit 1
 fi
+have_pg || {
+    echo "ensure-system-deps: postgresql installed but no initdb was found" >&2
+    exit 1
+}
 for tool in promtool chromium chromedriver; do
     command -v "$tool" >/dev/null 2>&1 || {
         echo "ensure-system-deps: ${missing[*]} installed but $tool is not on PATH" >&2

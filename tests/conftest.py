@@ -4,7 +4,9 @@ folder is absent a test skips saying so, except under CI (``CI=true``), where it
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,3 +30,21 @@ def vectors_path(*parts: str) -> Path:
 @pytest.fixture
 def vectors() -> Path:
     return vectors_path()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster on loopback (relay/testing/pgcluster.py) for the whole
+    session; skipped with the reason when PostgreSQL is not installed, failed under CI=true."""
+    from relay.testing import pgcluster
+
+    try:
+        cluster = pgcluster.start()
+    except pgcluster.PgUnavailableError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true: {exc}")
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

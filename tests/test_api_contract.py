@@ -28,7 +28,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay.pb.relay.adapter.v1 import adapter_pb2, adapter_pb2_grpc
-from relay.pb.relay.v1 import admin_pb2, admin_pb2_grpc, query_pb2, query_pb2_grpc, types_pb2
+from relay.pb.relay.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    query_pb2,
+    query_pb2_grpc,
+    types_pb2,
+)
 from relay.verify import errors as verify_errors
 
 FDP = descriptor_pb2.FileDescriptorProto
@@ -41,6 +49,7 @@ MODULES = {
     "relay/v1/types.proto": types_pb2,
     "relay/v1/query.proto": query_pb2,
     "relay/v1/admin.proto": admin_pb2,
+    "relay/v1/audit.proto": audit_pb2,
     "relay/adapter/v1/adapter.proto": adapter_pb2,
 }
 
@@ -108,6 +117,24 @@ RPCS: dict[str, dict[str, tuple[str, str, bool]]] = {
         "GetState": ("relay.v1.GetStateRequest", "relay.v1.StateAnswer", False),
         "ListChains": ("relay.v1.ListChainsRequest", "relay.v1.ListChainsResponse", False),
         "GetChain": ("relay.v1.GetChainRequest", "relay.v1.GetChainResponse", False),
+    },
+    "relay.v1.AuditService": {
+        "GetCheckpoint": ("relay.v1.GetAuditCheckpointRequest", "relay.v1.AuditCheckpoint", False),
+        "GetInclusionProof": (
+            "relay.v1.GetAuditInclusionProofRequest",
+            "relay.v1.AuditInclusionProof",
+            False,
+        ),
+        "GetConsistencyProof": (
+            "relay.v1.GetAuditConsistencyProofRequest",
+            "relay.v1.AuditConsistencyProof",
+            False,
+        ),
+        "ListMyEntries": (
+            "relay.v1.ListMyAuditEntriesRequest",
+            "relay.v1.ListMyAuditEntriesResponse",
+            False,
+        ),
     },
     "relay.v1.AdminService": {
         "RegisterChain": (
@@ -186,6 +213,7 @@ RPCS: dict[str, dict[str, tuple[str, str, bool]]] = {
 SERVICE_MODULES = {
     "relay.v1.QueryService": (query_pb2, query_pb2_grpc),
     "relay.v1.AdminService": (admin_pb2, admin_pb2_grpc),
+    "relay.v1.AuditService": (audit_pb2, audit_pb2_grpc),
     "relay.adapter.v1.AdapterService": (adapter_pb2, adapter_pb2_grpc),
 }
 # The one response shared by two RPCs (compatibility rule 4 in types.proto).
@@ -873,6 +901,31 @@ relay.v1.ProposalApproval.decision 2 relay.v1.ProposalDecision
 relay.v1.ProposalApproval.operator_id 3 string
 relay.v1.ProposalApproval.decided_at 4 google.protobuf.Timestamp
 relay.v1.ProposalApproval.comment 5 string
+relay.v1.GetAuditCheckpointRequest.size 1 uint64
+relay.v1.AuditCheckpoint.note 1 bytes
+relay.v1.AuditCheckpoint.origin 2 string
+relay.v1.AuditCheckpoint.size 3 uint64
+relay.v1.AuditCheckpoint.root_hash 4 bytes
+relay.v1.AuditCheckpoint.signed_at 5 google.protobuf.Timestamp
+relay.v1.GetAuditInclusionProofRequest.index 1 uint64
+relay.v1.GetAuditInclusionProofRequest.tree_size 2 uint64
+relay.v1.AuditInclusionProof.index 1 uint64
+relay.v1.AuditInclusionProof.entry 2 bytes
+relay.v1.AuditInclusionProof.leaf_hash 3 bytes
+relay.v1.AuditInclusionProof.hashes 4 repeated bytes
+relay.v1.AuditInclusionProof.checkpoint 5 relay.v1.AuditCheckpoint
+relay.v1.GetAuditConsistencyProofRequest.first_size 1 uint64
+relay.v1.GetAuditConsistencyProofRequest.second_size 2 uint64
+relay.v1.AuditConsistencyProof.first 1 relay.v1.AuditCheckpoint
+relay.v1.AuditConsistencyProof.second 2 relay.v1.AuditCheckpoint
+relay.v1.AuditConsistencyProof.hashes 3 repeated bytes
+relay.v1.ListMyAuditEntriesRequest.start_index 1 uint64
+relay.v1.ListMyAuditEntriesRequest.page_size 2 uint32
+relay.v1.AuditEntry.index 1 uint64
+relay.v1.AuditEntry.entry 2 bytes
+relay.v1.AuditEntry.leaf_hash 3 bytes
+relay.v1.ListMyAuditEntriesResponse.entries 1 repeated relay.v1.AuditEntry
+relay.v1.ListMyAuditEntriesResponse.next_index 2 uint64
 relay.adapter.v1.DescribeResponse.chain_id 1 string
 relay.adapter.v1.DescribeResponse.client_type 2 relay.v1.ClientType
 relay.adapter.v1.DescribeResponse.capabilities 3 repeated relay.adapter.v1.Capability

@@ -14,6 +14,7 @@ else; once it learns the backend, the test requires a clean OK there too.
 from __future__ import annotations
 
 import copy
+import os
 import secrets
 import subprocess
 import sys
@@ -186,12 +187,19 @@ def lay_out_pod(objs: list[dict[str, Any]], root: Path, material: Material) -> d
 def validate(config: dict[str, Any], root: Path) -> tuple[int, list[str]]:
     path = root / "relay-under-test.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = dict(os.environ)
+    env.pop("RELAY_STORE_DSN", None)
+    if config["store"]["backend"] == "postgres":
+        # As in the pod: the Deployment passes the Secret's connection string in this
+        # variable (the config file never holds it).
+        env["RELAY_STORE_DSN"] = "postgresql://relay@relay-postgres:5432/relay"
     result = subprocess.run(
         [str(RELAY), "config", "validate", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env=env,
     )
     assert result.stderr == "", result.stderr  # never a traceback
     return result.returncode, result.stdout.splitlines()

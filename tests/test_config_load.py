@@ -92,8 +92,12 @@ def test_durations_and_sizes(tmp_path: Path) -> None:
         ({"listen": {"grpc": "h:5", "health": "h:5"}}, "listen: grpc and health must listen"),
         ({"listen": {"grpc": "h:5"}}, "listen.health: required field is missing"),
         (
+            {"store": {"path": "x", "backend": "mysql"}},
+            "store.backend: Input should be 'sqlite' or 'postgres'",
+        ),
+        (
             {"store": {"path": "x", "backend": "postgres"}},
-            "store.backend: Input should be 'sqlite'",
+            "store: store.path is for backend sqlite",
         ),
         ({"store": {"path": ""}}, "store.path: path must not be empty"),
         ({"signing": {"algorithm": "rsa", "key_id": "k"}}, "signing.algorithm: "),

@@ -34,7 +34,14 @@ from relay.store import (
     UnknownChainError,
 )
 from relay.store import migrations as shipped_migrations
+from relay.store.base import (
+    LeaseLostError,
+    NonceReplayedError,
+    ProposalClosedError,
+    ProposalNotFoundError,
+)
 from relay.store.migrations import Migration
+from relay.store.postgres import PostgresStore
 
 # ----------------------------------------------------------------------------- backends
 
@@ -74,12 +81,39 @@ class SQLiteBackend:
         return f"CREATE TABLE {table} (x INTEGER NOT NULL) STRICT;\n"
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {"sqlite": SQLiteBackend}
+class PostgresBackend:
+    """A fresh database on the session's throwaway cluster (conftest ``pg_cluster``)."""
+
+    dialect = "postgresql"
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    async def open(
+        self,
+        *,
+        migrations: Sequence[Migration] | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> Store:
+        return await PostgresStore.open(self.dsn, migrations=migrations, clock=clock)
+
+    def extra_migration_sql(self, table: str) -> str:
+        return f"CREATE TABLE {table} (x BIGINT NOT NULL);\n"
+
+
+def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return PostgresBackend(request.getfixturevalue("pg_cluster").create_database())
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Backend]] = {
+    "sqlite": lambda request, tmp_path: SQLiteBackend(tmp_path),
+    "postgresql": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 def run_async(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
@@ -854,5 +888,208 @@ async def test_readers_never_see_a_client_state_ahead_of_its_states(backend: Bac
         assert sum(r for r in results[1:] if r) > 0
         client = await store.get_client_state(CHAIN)
         assert client is not None and client.latest_height == 121 and client.revision == 41
+    finally:
+        await store.close()
+
+
+# ----------------------------------------------------------------------------- sync leases
+
+
+@run_async
+async def test_lease_has_one_owner_and_tokens_grow_per_chain(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        assert await store.get_lease(CHAIN) is None
+        a = await store.acquire_lease(CHAIN, owner="replica-a", ttl_s=30)
+        assert a is not None and a.token == 1 and a.owner == "replica-a"
+        assert await store.acquire_lease(CHAIN, owner="replica-b", ttl_s=30) is None
+        again = await store.acquire_lease(CHAIN, owner="replica-a", ttl_s=30)
+        assert again is not None and again.token == a.token  # extending keeps the term
+        other = await store.acquire_lease("other-chain", owner="replica-b", ttl_s=30)
+        assert other is not None and other.token == 1  # tokens are per chain
+        await store.release_lease(a)
+        b = await store.acquire_lease(CHAIN, owner="replica-b", ttl_s=30)
+        assert b is not None and b.token == 2
+        await store.release_lease(a)  # a lost lease's release leaves the new term alone
+        assert await store.acquire_lease(CHAIN, owner="replica-a", ttl_s=30) is None
+        current = await store.get_lease(CHAIN)
+        assert current is not None and (current.owner, current.token) == ("replica-b", 2)
+        with pytest.raises(LeaseLostError) as info:
+            await store.renew_lease(a, ttl_s=30)
+        assert (info.value.token, info.value.current) == (1, 2)
+        renewed = await store.renew_lease(b, ttl_s=60)
+        assert renewed.token == 2 and renewed.expires_at_ns >= b.expires_at_ns
+        with pytest.raises(InvalidRecordError):
+            await store.acquire_lease(CHAIN, owner="", ttl_s=30)
+        with pytest.raises(InvalidRecordError):
+            await store.acquire_lease(CHAIN, owner="x", ttl_s=0)
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_lease_expires_and_the_next_term_gets_a_greater_token(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        a = await store.acquire_lease(CHAIN, owner="replica-a", ttl_s=0.2)
+        assert a is not None
+        assert await store.acquire_lease(CHAIN, owner="replica-b", ttl_s=30) is None
+        await asyncio.sleep(0.3)
+        with pytest.raises(LeaseLostError, match="expired"):
+            await store.renew_lease(a, ttl_s=30)
+        b = await store.acquire_lease(CHAIN, owner="replica-b", ttl_s=30)
+        assert b is not None and b.token == a.token + 1
+        # Even the former owner re-acquiring after expiry starts a new, greater term.
+        await store.release_lease(b)
+        a2 = await store.acquire_lease(CHAIN, owner="replica-a", ttl_s=30)
+        assert a2 is not None and a2.token == b.token + 1
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_concurrent_acquirers_get_one_lease(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        results = await asyncio.gather(
+            *(store.acquire_lease(CHAIN, owner=f"replica-{i}", ttl_s=30) for i in range(8))
+        )
+        winners = [r for r in results if r is not None]
+        assert len(winners) == 1 and winners[0].token == 1
+    finally:
+        await store.close()
+
+
+@run_async
+async def test_fenced_sync_writes_are_refused_once_the_lease_is_lost(backend: Backend) -> None:
+    """A paused former owner (its lease expired, then taken over) can write nothing: not
+    verified state, not misbehaviour, not a status change. The new owner can."""
+    store = await backend.open()
+    try:
+        await store.upsert_chain(chain_record())
+        a = await store.acquire_lease(CHAIN, owner="replica-a", ttl_s=0.3)
+        assert a is not None
+        rev = await store.commit_verified(
+            chain_id=CHAIN,
+            client_state=b"client@1",
+            latest_height=1,
+            expected_revision=None,
+            consensus_states=[cs(1, None)],
+            fence=a.token,
+        )
+        before = await snapshot(store, up_to=4)
+        await asyncio.sleep(0.4)  # "paused" past the lease
+        with pytest.raises(LeaseLostError, match="expired"):
+            await store.commit_verified(
+                chain_id=CHAIN,
+                client_state=b"client@2",
+                latest_height=2,
+                expected_revision=rev,
+                consensus_states=[cs(2, 1)],
+                fence=a.token,
+            )
+        b = await store.acquire_lease(CHAIN, owner="replica-b", ttl_s=30)
+        assert b is not None and b.token > a.token
+        with pytest.raises(LeaseLostError) as info:
+            await store.commit_verified(
+                chain_id=CHAIN,
+                client_state=b"client@2",
+                latest_height=2,
+                expected_revision=rev,
+                consensus_states=[cs(2, 1)],
+                fence=a.token,
+            )
+        assert info.value.current == b.token and info.value.reason == "LEASE_LOST"
+        with pytest.raises(LeaseLostError):
+            await store.record_misbehaviour(
+                chain_id=CHAIN,
+                height=2,
+                kind="fork",
+                evidence=b"e",
+                freeze_reason="fork",
+                fence=a.token,
+            )
+        with pytest.raises(LeaseLostError):
+            await store.set_chain_status(
+                CHAIN, status=ChainStatus.EXPIRED, reason="stale", fence=a.token
+            )
+        assert await snapshot(store, up_to=4) == before
+        assert await store.list_misbehaviour(CHAIN) == []
+        # The new owner's fenced writes land; unfenced writes (on-demand verification by any
+        # replica) are governed by the revision alone.
+        rev = await store.commit_verified(
+            chain_id=CHAIN,
+            client_state=b"client@2",
+            latest_height=2,
+            expected_revision=rev,
+            consensus_states=[cs(2, 1)],
+            fence=b.token,
+        )
+        rev = await extend(store, [cs(3, 2)], rev)
+        assert rev == 3
+        await store.upsert_chain(chain_record("never-leased"))
+        with pytest.raises(LeaseLostError, match="no sync lease"):
+            await store.set_chain_status(
+                "never-leased", status=ChainStatus.FROZEN, reason="x", fence=1
+            )
+    finally:
+        await store.close()
+
+
+# ----------------------------------------------------------------------------- access records
+
+
+@run_async
+async def test_proposals_nonces_decisions_and_admin_actions(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        proposal = {
+            "institution": "court-7",
+            "kind": "register",
+            "chain_id": "land-9",
+            "signed": b"signed-bytes",
+            "submitted_by": "partner:court-7",
+            "submitted_at_ns": 1_000,
+            "expires_at_ns": 10_000,
+        }
+        await store.insert_proposal(proposal_id="p1", nonce=b"n1", **proposal)  # type: ignore[arg-type]
+        with pytest.raises(NonceReplayedError):
+            await store.insert_proposal(proposal_id="p2", nonce=b"n1", **proposal)  # type: ignore[arg-type]
+        await store.insert_proposal(proposal_id="p3", nonce=b"n3", **proposal)  # type: ignore[arg-type]
+        decide = functools.partial(store.decide_proposal, comment="ok", required=2)
+        assert await decide(
+            proposal_id="p1", operator_id="op1", decision="approve", now_ns=2_000
+        ) == ("pending", 1)
+        with pytest.raises(ProposalClosedError):
+            await decide(proposal_id="p1", operator_id="op1", decision="approve", now_ns=2_001)
+        assert await decide(
+            proposal_id="p1", operator_id="op2", decision="approve", now_ns=2_002
+        ) == ("apply", 2)
+        await store.finish_proposal("p1", state="applied", message="registered", now_ns=2_003)
+        with pytest.raises(ProposalClosedError, match="applied"):
+            await decide(proposal_id="p1", operator_id="op3", decision="approve", now_ns=2_004)
+        with pytest.raises(ProposalNotFoundError):
+            await decide(proposal_id="nope", operator_id="op1", decision="approve", now_ns=1)
+        # Past its expiry a pending proposal expires instead of taking the decision.
+        assert await decide(
+            proposal_id="p3", operator_id="op1", decision="approve", now_ns=10_000
+        ) == ("expired", 0)
+        listed = await store.list_proposals(limit=10)
+        assert [(p.proposal_id, p.state) for p in listed] == [("p1", "applied"), ("p3", "expired")]
+        p1 = (await store.list_proposals(proposal_id="p1", limit=10))[0]
+        assert p1.status_message == "registered" and p1.signed == b"signed-bytes"
+        assert [(d.operator_id, d.decision) for d in p1.decisions] == [
+            ("op1", "approve"),
+            ("op2", "approve"),
+        ]
+        assert await store.list_proposals(state="pending", limit=10) == []
+        assert len(await store.list_proposals(institution="court-7", limit=1)) == 1
+        for i in range(3):
+            await store.record_admin_action(
+                at_ns=i, actor=f"op{i}", role="operator", action="approve", target="p1",
+                outcome="OK", detail="",
+            )  # fmt: skip
+        actions = await store.admin_actions()
+        assert [(a.at_ns, a.actor) for a in actions] == [(0, "op0"), (1, "op1"), (2, "op2")]
     finally:
         await store.close()

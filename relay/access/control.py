@@ -25,6 +25,9 @@ operator     AdminService: everything except the two Propose RPCs;
              QueryService: ListChains, GetChain
 public       QueryService: ListChains, GetChain
 ============ ===================================================================
+
+Every role may call AuditService GetCheckpoint and GetConsistencyProof; only courts call
+GetInclusionProof and ListMyEntries, for their own entries (issue 7).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def require_identity() -> Identity:
 
 _Q = f"/{QUERY_SERVICE}/"
 _A = f"/{ADMIN_SERVICE}/"
+_AU = "/relay.v1.AuditService/"  # issue 7, relay/audit/service.py
 _ALL = frozenset(Role)
 
 # Query RPC -> grant query kind.
@@ -100,6 +104,12 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     _A + "ProposeChain": frozenset({Role.PARTNER}),
     _A + "ProposeEndpointUpdate": frozenset({Role.PARTNER}),
     _A + "ListProposals": frozenset({Role.PARTNER, Role.OPERATOR}),
+    # Audit log (issue 7): checkpoints and consistency proofs for anyone; a court's own
+    # entries and their inclusion proofs for that court only (checked by the servicer).
+    _AU + "GetCheckpoint": _ALL,
+    _AU + "GetConsistencyProof": _ALL,
+    _AU + "GetInclusionProof": frozenset({Role.COURT}),
+    _AU + "ListMyEntries": frozenset({Role.COURT}),
 }
 
 DOMAIN_NAMES = {
@@ -295,7 +305,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
         handler = await continuation(details)
         method: str = details.method
-        if handler is None or not (method.startswith(_Q) or method.startswith(_A)):
+        if handler is None or not method.startswith((_Q, _A, _AU)):
             return handler
         if handler.unary_unary is not None:
             inner = handler.unary_unary

@@ -31,7 +31,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from relay.engine.engine import validate_descriptor, validate_endpoint
 from relay.engine.errors import RelayError
 from relay.pb.relay.v1 import admin_pb2, types_pb2
 from relay.service.errors import ServiceError
+from relay.store.base import NonceReplayedError, ProposalClosedError, ProposalNotFoundError
 from relay.verify.errors import SignatureError, VerificationError
 from relay.verify.signatures import ED25519, SignatureEncoding, Sm2
 
@@ -283,13 +283,13 @@ def verify_signed_proposal(
 
 
 class AccessRecords:
-    """Proposals, decisions, nonces and admin actions in the relay's SQLite store
-    (migration 0002). Uses the store's single writer thread and its reader pool so these
-    writes share its transactions' durability and never block the event loop."""
+    """Proposals, decisions, nonces and admin actions in the relay's store (migration 0002),
+    through the Store protocol's access methods, so they work on SQLite and PostgreSQL and
+    share the store's transactions and durability."""
 
     def __init__(self, store: Any, *, clock: Callable[[], int] = time.time_ns) -> None:
-        if not hasattr(store, "_write") or not hasattr(store, "_read"):
-            raise TypeError("onboarding records need the SQLite store")
+        if not hasattr(store, "insert_proposal") or not hasattr(store, "record_admin_action"):
+            raise TypeError("onboarding records need a store with access records (0002)")
         self._store = store
         self._clock = clock
 
@@ -299,24 +299,16 @@ class AccessRecords:
         now = self._clock()
         actor = ident.principal if ident is not None else "unauthenticated"
         role = ident.role.value if ident is not None else ""
-
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO admin_actions (at_ns, actor, role, action, target, outcome, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (now, actor, role, action, target[:256], outcome[:256], detail[:2000]),
-            )
-
-        await self._store._write(write)
+        await self._store.record_admin_action(
+            at_ns=now, actor=actor, role=role, action=action, target=target[:256],
+            outcome=outcome[:256], detail=detail[:2000],
+        )  # fmt: skip
 
     async def actions(self) -> list[tuple[int, str, str, str, str, str, str]]:
-        def read(conn: sqlite3.Connection) -> list[Any]:
-            return conn.execute(
-                "SELECT at_ns, actor, role, action, target, outcome, detail FROM admin_actions"
-                " ORDER BY id"
-            ).fetchall()
-
-        return [tuple(r) for r in await self._store._read(read)]
+        return [
+            (a.at_ns, a.actor, a.role, a.action, a.target, a.outcome, a.detail)
+            for a in await self._store.admin_actions()
+        ]
 
     async def insert_proposal(
         self,
@@ -329,159 +321,69 @@ class AccessRecords:
         submitted_by: str,
     ) -> int:
         now = self._clock()
-        expires = proposal.expires_at.ToNanoseconds()
-
-        def write(conn: sqlite3.Connection) -> int:
-            seen = conn.execute(
-                "SELECT 1 FROM proposal_nonces WHERE institution = ? AND nonce = ?",
-                (proposal.institution, proposal.nonce),
-            ).fetchone()
-            if seen is not None:
-                raise ServiceError(
-                    "PROPOSAL_REPLAYED",
-                    f"institution {proposal.institution} already used this nonce; a replayed "
-                    "proposal is refused",
-                    field="proposal.nonce",
-                )
-            conn.execute(
-                "INSERT INTO proposal_nonces (institution, nonce, expires_at_ns) VALUES (?, ?, ?)",
-                (proposal.institution, proposal.nonce, expires),
-            )
-            conn.execute(
-                "INSERT INTO proposals (proposal_id, institution, kind, chain_id, state, signed,"
-                " submitted_by, submitted_at_ns, expires_at_ns, updated_at_ns)"
-                " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
-                (pid, proposal.institution, kind, chain_id, signed, submitted_by, now, expires,
-                 now),
+        try:
+            await self._store.insert_proposal(
+                proposal_id=pid, institution=proposal.institution, nonce=proposal.nonce,
+                kind=kind, chain_id=chain_id, signed=signed, submitted_by=submitted_by,
+                submitted_at_ns=now, expires_at_ns=proposal.expires_at.ToNanoseconds(),
             )  # fmt: skip
-            return now
-
-        result: int = await self._store._write(write)
-        return result
+        except NonceReplayedError as exc:
+            raise ServiceError("PROPOSAL_REPLAYED", exc.message, field="proposal.nonce") from None
+        return now
 
     async def decide(
         self, *, pid: str, operator: str, decision: str, comment: str, required: int
     ) -> tuple[str, int]:
         """Record one decision; returns (state to move to, approvals so far). Refuses a
         closed or unknown proposal and a second decision by the same operator."""
-        now = self._clock()
-
-        def write(conn: sqlite3.Connection) -> tuple[str, int]:
-            row = conn.execute(
-                "SELECT state, expires_at_ns FROM proposals WHERE proposal_id = ?", (pid,)
-            ).fetchone()
-            if row is None:
-                raise ServiceError("NOT_FOUND", f"no proposal {pid[:64]!r}", field="proposal_id")
-            state, expires = row
-            if state == "pending" and expires <= now:
-                conn.execute(
-                    "UPDATE proposals SET state = 'expired', updated_at_ns = ? "
-                    "WHERE proposal_id = ?",
-                    (now, pid),
-                )
-                return "expired", 0
-            if state != "pending":
-                raise ServiceError(
-                    "PROPOSAL_CLOSED", f"proposal {pid[:16]}... is already {state}",
-                    field="proposal_id",
-                )  # fmt: skip
-            if conn.execute(
-                "SELECT 1 FROM proposal_decisions WHERE proposal_id = ? AND operator_id = ?",
-                (pid, operator),
-            ).fetchone():
-                raise ServiceError(
-                    "PROPOSAL_CLOSED",
-                    f"{operator} already decided on proposal {pid[:16]}...; k of n needs "
-                    "distinct operators",
-                    field="proposal_id",
-                )
-            conn.execute(
-                "INSERT INTO proposal_decisions (proposal_id, operator_id, decision, comment,"
-                " decided_at_ns) VALUES (?, ?, ?, ?, ?)",
-                (pid, operator, decision, comment, now),
-            )
-            approvals = conn.execute(
-                "SELECT count(*) FROM proposal_decisions WHERE proposal_id = ? AND "
-                "decision = 'approve'",
-                (pid,),
-            ).fetchone()[0]
-            if decision == "reject":
-                conn.execute(
-                    "UPDATE proposals SET state = 'rejected', updated_at_ns = ? "
-                    "WHERE proposal_id = ?",
-                    (now, pid),
-                )
-                return "rejected", approvals
-            return ("apply" if approvals >= required else "pending"), approvals
-
-        result: tuple[str, int] = await self._store._write(write)
+        try:
+            result: tuple[str, int] = await self._store.decide_proposal(
+                proposal_id=pid, operator_id=operator, decision=decision, comment=comment,
+                now_ns=self._clock(), required=required,
+            )  # fmt: skip
+        except ProposalNotFoundError as exc:
+            raise ServiceError("NOT_FOUND", exc.message, field="proposal_id") from None
+        except ProposalClosedError as exc:
+            raise ServiceError("PROPOSAL_CLOSED", exc.message, field="proposal_id") from None
         return result
 
     async def finish(self, pid: str, *, state: str, message: str) -> None:
-        now = self._clock()
-
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE proposals SET state = ?, status_message = ?, updated_at_ns = ? "
-                "WHERE proposal_id = ? AND state = 'pending'",
-                (state, message[:2000], now, pid),
-            )
-
-        await self._store._write(write)
+        await self._store.finish_proposal(
+            pid, state=state, message=message[:2000], now_ns=self._clock()
+        )
 
     async def load(
         self, *, pid: str | None = None, institution: str | None = None, state: str | None = None
     ) -> list[admin_pb2.ProposalInfo]:
-        def read(conn: sqlite3.Connection) -> list[Any]:
-            where, args = [], []
-            for column, value in (("proposal_id", pid), ("institution", institution),
-                                  ("state", state)):  # fmt: skip
-                if value is not None:
-                    where.append(f"{column} = ?")
-                    args.append(value)
-            sql = (
-                "SELECT proposal_id, institution, kind, chain_id, state, status_message, signed,"
-                " submitted_by, submitted_at_ns, expires_at_ns FROM proposals"
-                + (" WHERE " + " AND ".join(where) if where else "")
-                + f" ORDER BY submitted_at_ns DESC, proposal_id LIMIT {MAX_LISTED}"
-            )
-            rows = conn.execute(sql, args).fetchall()
-            out = []
-            for row in rows:
-                decisions = conn.execute(
-                    "SELECT operator_id, decision, comment, decided_at_ns FROM "
-                    "proposal_decisions WHERE proposal_id = ? ORDER BY decided_at_ns",
-                    (row[0],),
-                ).fetchall()
-                out.append((row, decisions))
-            return out
-
+        records = await self._store.list_proposals(
+            proposal_id=pid, institution=institution, state=state, limit=MAX_LISTED
+        )
         infos = []
-        for row, decisions in await self._store._read(read):
+        for rec in records:
             info = admin_pb2.ProposalInfo(
-                proposal_id=row[0],
-                institution=row[1],
-                kind=_KIND[row[2]],
-                chain_id=row[3],
-                state=_STATE[row[4]],
-                status_message=row[5],
-                submitted_by=row[7],
-                submitted_at=_ts(row[8]),
-                expires_at=_ts(row[9]),
+                proposal_id=rec.proposal_id,
+                institution=rec.institution,
+                kind=_KIND[rec.kind],
+                chain_id=rec.chain_id,
+                state=_STATE[rec.state],
+                status_message=rec.status_message,
+                submitted_by=rec.submitted_by,
+                submitted_at=_ts(rec.submitted_at_ns),
+                expires_at=_ts(rec.expires_at_ns),
             )
-            info.signed.ParseFromString(row[6])
-            digest = bytes.fromhex(row[0])
-            for operator, decision, comment, at in decisions:
+            info.signed.ParseFromString(rec.signed)
+            digest = bytes.fromhex(rec.proposal_id)
+            for d in rec.decisions:
                 info.decisions.add(
                     proposal_digest=digest,
                     decision=(
                         admin_pb2.PROPOSAL_DECISION_APPROVE
-                        if decision == "approve"
+                        if d.decision == "approve"
                         else admin_pb2.PROPOSAL_DECISION_REJECT
                     ),
-                    operator_id=operator,
-                    decided_at=_ts(at),
-                    comment=comment,
+                    operator_id=d.operator_id,
+                    decided_at=_ts(d.decided_at_ns),
+                    comment=d.comment,
                 )
             infos.append(info)
         return infos

@@ -11,6 +11,7 @@ drain in-flight calls for ``shutdown_grace``, stop sync, close the store.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -63,7 +64,7 @@ def make_signer(key: SigningKey) -> Any:
 
 async def open_store(config: RelayConfig) -> Any:
     """Open the configured store; StoreError (corrupt, locked, migrations) propagates."""
-    if config.store.backend == "sqlite":
+    if config.store.backend == "sqlite" and config.store.path is not None:
         from relay.store import SQLiteStore
 
         return await SQLiteStore.open(
@@ -71,6 +72,15 @@ async def open_store(config: RelayConfig) -> Any:
             full_check=config.store.full_check,
             readers=config.store.readers,
         )
+    if config.store.backend == "postgres":
+        from relay.config import ConfigError, store_dsn
+        from relay.store.postgres import PostgresStore
+
+        try:
+            dsn = store_dsn()
+        except ConfigError as e:
+            raise StartupError("; ".join(e.problems)) from None
+        return await PostgresStore.open(dsn, pool_size=config.store.pool_size)
     raise StartupError(f"store.backend {config.store.backend!r} is not supported")
 
 
@@ -108,6 +118,7 @@ class Running:
     metrics: Any = None
     ops: Any = None
     web: Any = None  # the public verification page (listen.web), relay/web/verify.py
+    audit: Any = None  # the audit log (relay/audit/setup.py AuditRuntime), None if disabled
 
     async def stop(self) -> None:
         """The shutdown sequence; idempotent. The ops port stays up (answering /readyz
@@ -117,6 +128,9 @@ class Running:
             await web.stop()
         try:
             await self.server.stop(self.grace_s)
+            if self.audit is not None:  # after the drain: every answered call is recorded
+                audit, self.audit = self.audit, None
+                await audit.stop()
         finally:
             try:
                 await self.engine.close()
@@ -160,7 +174,8 @@ async def start_relay(
     else:
         tls = load_server_tls(config, env)
     settings = config.engine_settings(env)
-    signer = make_signer(load_signing_key(config, env))
+    signing_key = load_signing_key(config, env)
+    signer = make_signer(signing_key)
 
     metrics = default_metrics() if metrics is None else metrics
     grpc_metrics = GrpcServerMetrics(metrics)
@@ -170,6 +185,7 @@ async def start_relay(
     server = None
     ops = None
     web = None
+    audit: Any = None
     try:
         kwargs: dict[str, Any] = {"metrics": metrics}
         if clock is not None:
@@ -185,6 +201,16 @@ async def start_relay(
         except RuntimeError as e:  # a stored descriptor the engine cannot use
             raise StartupError(str(e)) from e
         await register_bootstrap_chains(engine, config)
+        if config.audit.enabled:  # issue 7: every query and admin call, recorded first
+            from relay.audit.setup import start_audit
+
+            audit = await start_audit(
+                config,
+                store=store,
+                signer=signer,
+                private_key=signing_key.private_key,
+                metrics=metrics,
+            )
         onboarding = None
         if config.access is not None:  # issue 5: identities, grants, limits, proposals
             from relay.access.setup import setup_access
@@ -213,8 +239,15 @@ async def start_relay(
         )
         # Request context first, so the metrics interceptor and the servicers log with it.
         chain = (RequestContextInterceptor(), grpc_metrics, *interceptors)
+        if audit is not None:  # last: it sees the identity and records before answering
+            chain = (*chain, audit.interceptor)
         server = RelayServer(
-            engine, options, guard=guard, interceptors=chain, onboarding=onboarding
+            engine,
+            options,
+            guard=guard,
+            interceptors=chain,
+            onboarding=onboarding,
+            extra_services=audit.services if audit is not None else (),
         )
         await server.start()
         if config.listen.ops is not None:
@@ -234,19 +267,25 @@ async def start_relay(
         if config.listen.web is not None:
             web = await start_verify_page(config.listen.web, store=store, signer=signer)
         await engine.start_sync()
+        # Everything loaded so far (modules, descriptors, protobuf classes) lives as long as
+        # the process: moving it out of the collector's generations shortens every GC pass
+        # on the query path.
+        gc.freeze()
         await server.set_serving(True)
     except BaseException:
         if web is not None:
             await web.stop()
         if server is not None:
             await server.stop(0)
+        if audit is not None:
+            await audit.stop(final_checkpoint=False)
         if engine is not None:
             await engine.close()
         await store.close()
         if ops is not None:
             await ops.stop()
         raise
-    return Running(server, engine, store, config.shutdown_grace, metrics, ops, web)
+    return Running(server, engine, store, config.shutdown_grace, metrics, ops, web, audit)
 
 
 async def start_verify_page(address: str, *, store: Any, signer: Any) -> Any:

@@ -92,9 +92,12 @@ class RelayServer:
         guard: CallGuard = default_guard,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         onboarding: OnboardingBackend | None = None,
+        extra_services: Sequence[tuple[str, Callable[[Any, CallGuard], None]]] = (),
     ) -> None:
         self.options = options
         self._onboarding = onboarding
+        # (full service name, add(server, guard)): e.g. relay.v1.AuditService (issue 7).
+        self._extra_services = tuple(extra_services)
         self.health = HealthServicer()
         self._backend = backend
         self._guard = guard
@@ -142,7 +145,10 @@ class RelayServer:
         query_pb2_grpc.add_QueryServiceServicer_to_server(query, server)  # type: ignore[no-untyped-call]
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(SERVICE_NAMES, server)
+        for _, add_service in self._extra_services:
+            add_service(server, self._guard)
+        extra_names = tuple(name for name, _ in self._extra_services)
+        reflection.enable_server_reflection((*SERVICE_NAMES, *extra_names), server)
         if o.tls is None:
             self.grpc_port = _bind(
                 "gRPC", o.grpc_address, lambda: server.add_insecure_port(o.grpc_address)

@@ -1,6 +1,6 @@
 """Persistent light-client state (DESIGN.md: relay/store/): the :class:`Store` protocol, its
-records and errors, and the embedded SQLite implementation. A PostgreSQL implementation of
-the same protocol follows (issue 9) without changing callers."""
+records and errors, and the embedded SQLite implementation. The PostgreSQL implementation of
+the same protocol (issue 9) is :mod:`relay.store.postgres`, imported on demand (asyncpg)."""
 
 from relay.store.base import (
     ChainRecord,
@@ -11,6 +11,8 @@ from relay.store.base import (
     ConflictError,
     ConsensusStateRecord,
     InvalidRecordError,
+    Lease,
+    LeaseLostError,
     MigrationError,
     MisbehaviourRecord,
     StaleRevisionError,
@@ -36,6 +38,8 @@ __all__ = [
     "ConflictError",
     "ConsensusStateRecord",
     "InvalidRecordError",
+    "Lease",
+    "LeaseLostError",
     "MigrationError",
     "MisbehaviourRecord",
     "SQLiteStore",

@@ -194,6 +194,44 @@ class InvalidRecordError(StoreError):
     reason = "INVALID_RECORD"
 
 
+class LeaseLostError(StoreError):
+    """A sync write or lease renewal carried a fencing token that is no longer the chain's
+    current, unexpired sync lease (another replica took the chain over, or the lease ran
+    out while its owner was paused). Nothing was written; the caller must stop syncing the
+    chain and acquire the lease again (issue 9)."""
+
+    reason = "LEASE_LOST"
+
+    def __init__(self, *, chain_id: str, token: int, current: int | None, why: str) -> None:
+        self.chain_id = chain_id
+        self.token = token
+        self.current = current
+        super().__init__(
+            f"sync lease {token} of chain {chain_id!r} is lost: {why}",
+            chain_id=chain_id,
+            expected=current,
+            actual=token,
+        )
+
+
+class NonceReplayedError(StoreError):
+    """A proposal's (institution, nonce) pair was already used (issue 5)."""
+
+    reason = "PROPOSAL_REPLAYED"
+
+
+class ProposalNotFoundError(StoreError):
+    """No proposal has this id."""
+
+    reason = "NOT_FOUND"
+
+
+class ProposalClosedError(StoreError):
+    """The proposal is no longer pending, or the operator already decided on it."""
+
+    reason = "PROPOSAL_CLOSED"
+
+
 class TrustPathTooLongError(StoreError):
     """The trust path from a height back to the anchor is longer than the caller's limit."""
 
@@ -348,6 +386,82 @@ class StoreStats:
     schema_version: int
 
 
+@dataclass(frozen=True, slots=True)
+class AuditLeafRecord:
+    """One leaf of the audit log (issue 7, relay/audit/): its position, the entry's
+    canonical bytes, the stored RFC 6962 leaf hash, the court it belongs to ("" for
+    entries of no court) and when it was appended."""
+
+    index: int
+    entry: bytes
+    leaf_hash: bytes
+    court: str
+    at_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditCheckpointRecord:
+    """A signed checkpoint of the audit log: tree size, root and the C2SP signed note."""
+
+    size: int
+    root: bytes
+    note: bytes
+    at_ns: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lease:
+    """A per-chain sync lease (issue 9). ``token`` is the fencing token: it grows strictly
+    per chain with every new term (a renewal keeps it), and every sync write carries it as
+    ``fence=`` so a former owner is refused once a newer term exists or its own expired.
+    ``expires_at_ns`` is on the store's clock (PostgreSQL: the database server's)."""
+
+    chain_id: str
+    owner: str
+    token: int
+    expires_at_ns: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdminActionRecord:
+    """One recorded admin call (issue 5, migration 0002)."""
+
+    at_ns: int
+    actor: str
+    role: str
+    action: str
+    target: str
+    outcome: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProposalDecisionRecord:
+    """One operator's decision on a proposal."""
+
+    operator_id: str
+    decision: str
+    comment: str
+    decided_at_ns: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProposalRecord:
+    """A signed partner proposal and its decisions, oldest decision first."""
+
+    proposal_id: str
+    institution: str
+    kind: str
+    chain_id: str
+    state: str
+    status_message: str
+    signed: bytes = field(repr=False)
+    submitted_by: str
+    submitted_at_ns: int
+    expires_at_ns: int
+    decisions: tuple[ProposalDecisionRecord, ...] = ()
+
+
 class Store(Protocol):
     """Persistent light-client state. All methods are coroutines; none blocks the event loop.
 
@@ -372,10 +486,14 @@ class Store(Protocol):
     async def list_chains(self) -> list[ChainRecord]:
         """All registered chains, ordered by ``chain_id``."""
 
-    async def set_chain_status(self, chain_id: str, *, status: ChainStatus, reason: str) -> None:
+    async def set_chain_status(
+        self, chain_id: str, *, status: ChainStatus, reason: str, fence: int | None = None
+    ) -> None:
         """Change a chain's status. A ``frozen`` chain leaves ``frozen`` only through
         :meth:`reanchor`; an ``expired`` one may be frozen but is otherwise re-anchored too.
-        Raises UnknownChainError, ChainStatusError."""
+        With ``fence`` (a sync write) it is refused unless that token is the chain's
+        current, unexpired lease. Raises UnknownChainError, ChainStatusError,
+        LeaseLostError."""
 
     async def commit_verified(
         self,
@@ -385,6 +503,7 @@ class Store(Protocol):
         latest_height: int,
         expected_revision: int | None,
         consensus_states: Sequence[ConsensusStateRecord],
+        fence: int | None = None,
     ) -> int:
         """Persist newly verified consensus states and the new client state in ONE durable
         transaction; return the client state's new revision (1 for the first write).
@@ -395,7 +514,9 @@ class Store(Protocol):
         Identical re-inserts are skipped. Nothing is written when anything fails.
 
         Raises UnknownChainError, ChainStatusError (chain not active), StaleRevisionError,
-        ConflictError (different header at a stored height), InvalidRecordError.
+        ConflictError (different header at a stored height), InvalidRecordError,
+        LeaseLostError (``fence`` given and no longer the chain's current, unexpired lease:
+        checked inside the same transaction, so a former owner never lands a write).
         """
 
     async def reanchor(
@@ -438,10 +559,18 @@ class Store(Protocol):
         states, StoreIntegrityError if the path does not reach the anchor."""
 
     async def record_misbehaviour(
-        self, *, chain_id: str, height: int, kind: str, evidence: bytes, freeze_reason: str
+        self,
+        *,
+        chain_id: str,
+        height: int,
+        kind: str,
+        evidence: bytes,
+        freeze_reason: str,
+        fence: int | None = None,
     ) -> int:
         """In one transaction store the evidence AND freeze the chain; return the record's
-        id. A chain already frozen keeps its first freeze reason."""
+        id. A chain already frozen keeps its first freeze reason. ``fence`` as in
+        :meth:`commit_verified`."""
 
     async def list_misbehaviour(self, chain_id: str) -> list[MisbehaviourRecord]:
         """The chain's misbehaviour records, oldest first."""
@@ -459,6 +588,123 @@ class Store(Protocol):
         """
 
     async def stats(self) -> StoreStats: ...
+
+    # -- audit log (issue 7): append-only leaves and signed checkpoints
+
+    async def append_audit_leaves(
+        self,
+        leaves: Sequence[tuple[bytes, bytes, str, int]],
+        *,
+        first_index: int | None = None,
+    ) -> int:
+        """Store ``(entry, leaf_hash, court, at_ns)`` leaves durably, all or none, at the
+        next free indexes or, given ``first_index`` (the writer's own count), at
+        ``first_index``, ``first_index + 1``...; returns the index after the last one.
+        Raises StoreIntegrityError when one of those indexes is taken (the log changed
+        behind its writer)."""
+
+    async def audit_size(self) -> int:
+        """Number of stored leaves (one more than the greatest index)."""
+
+    async def audit_leaves(
+        self,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        court: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditLeafRecord]:
+        """Leaves with ``start <= index < end`` in index order, only ``court``'s if given,
+        at most ``limit`` of them."""
+
+    async def put_audit_checkpoint(self, checkpoint: AuditCheckpointRecord) -> None:
+        """Store a signed checkpoint (idempotent for the same size and note)."""
+
+    async def audit_checkpoints(self) -> list[AuditCheckpointRecord]:
+        """Every stored checkpoint, by size."""
+
+    # -- per-chain sync leases with fencing (issue 9)
+
+    async def acquire_lease(self, chain_id: str, *, owner: str, ttl_s: float) -> Lease | None:
+        """Take (or, for its current owner, extend) the chain's sync lease for ``ttl_s``
+        seconds. A new term gets a token greater than every earlier one of the chain.
+        Returns None while another owner holds an unexpired lease."""
+
+    async def renew_lease(self, lease: Lease, *, ttl_s: float) -> Lease:
+        """Extend a held lease (same token). Raises LeaseLostError if it expired or a newer
+        term exists."""
+
+    async def release_lease(self, lease: Lease) -> None:
+        """End a held lease now so another replica can take over at once; a lost lease is
+        left alone. The token is kept, so the next term's is greater."""
+
+    async def get_lease(self, chain_id: str) -> Lease | None:
+        """The chain's latest lease term (possibly expired), or None if never leased."""
+
+    # -- access records (issue 5, migration 0002)
+
+    async def record_admin_action(
+        self,
+        *,
+        at_ns: int,
+        actor: str,
+        role: str,
+        action: str,
+        target: str,
+        outcome: str,
+        detail: str,
+    ) -> None:
+        """Append one admin action record."""
+
+    async def admin_actions(self) -> list[AdminActionRecord]:
+        """Every admin action record, oldest first."""
+
+    async def insert_proposal(
+        self,
+        *,
+        proposal_id: str,
+        institution: str,
+        nonce: bytes,
+        kind: str,
+        chain_id: str,
+        signed: bytes,
+        submitted_by: str,
+        submitted_at_ns: int,
+        expires_at_ns: int,
+    ) -> None:
+        """In one transaction burn ``(institution, nonce)`` and store the pending proposal.
+        Raises NonceReplayedError if the pair was used before."""
+
+    async def decide_proposal(
+        self,
+        *,
+        proposal_id: str,
+        operator_id: str,
+        decision: str,
+        comment: str,
+        now_ns: int,
+        required: int,
+    ) -> tuple[str, int]:
+        """Record one operator's ``approve``/``reject`` in one transaction; returns (what
+        happens next: ``expired``, ``rejected``, ``apply`` or ``pending``; approvals so
+        far). An expired pending proposal is marked expired instead. Raises
+        ProposalNotFoundError, ProposalClosedError (not pending, or the operator already
+        decided)."""
+
+    async def finish_proposal(
+        self, proposal_id: str, *, state: str, message: str, now_ns: int
+    ) -> None:
+        """Move a pending proposal to its final ``state`` (no-op if it is not pending)."""
+
+    async def list_proposals(
+        self,
+        *,
+        proposal_id: str | None = None,
+        institution: str | None = None,
+        state: str | None = None,
+        limit: int,
+    ) -> list[ProposalRecord]:
+        """Matching proposals with their decisions, newest first (then by id)."""
 
 
 # The order in which a chain may move between statuses outside of re-anchoring.
@@ -488,6 +734,67 @@ def check_status_change(chain_id: str, *, current: ChainStatus, new: ChainStatus
     else:
         message = f"chain {chain_id!r} cannot move from {current.value} to {new.value}"
     raise ChainStatusError(message, chain_id=chain_id, status=current.value, requested=new.value)
+
+
+MAX_LEASE_TTL_S = 86400.0
+
+
+def lease_ttl_ns(ttl_s: object) -> int:
+    """Validate a lease duration in seconds (0 < ttl <= one day) and return nanoseconds."""
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float):
+        raise InvalidRecordError("lease ttl must be a number of seconds")
+    if not 0 < ttl_s <= MAX_LEASE_TTL_S:
+        raise InvalidRecordError(f"lease ttl must be in (0, {MAX_LEASE_TTL_S:g}] seconds")
+    return max(1, int(ttl_s * 1e9))
+
+
+def check_fence(
+    chain_id: str, fence: int | None, row: tuple[int, int] | None, *, now_ns: int
+) -> None:
+    """Fencing rule shared by every backend: a sync write carrying ``fence`` proceeds only
+    if ``row`` (the chain's lease ``(token, expires_at_ns)``, read inside the write's
+    transaction) still holds that token and has not expired at ``now_ns``."""
+    if fence is None:
+        return
+    if type(fence) is not int or fence < 1:
+        raise InvalidRecordError("fence must be None or a positive integer lease token")
+    if row is None:
+        raise LeaseLostError(
+            chain_id=chain_id, token=fence, current=None, why="the chain has no sync lease"
+        )
+    token, expires_at_ns = row
+    if token != fence:
+        raise LeaseLostError(
+            chain_id=chain_id,
+            token=fence,
+            current=token,
+            why=f"the chain's lease is now term {token}",
+        )
+    if expires_at_ns <= now_ns:
+        raise LeaseLostError(chain_id=chain_id, token=fence, current=token, why="the lease expired")
+
+
+def next_lease(
+    chain_id: str, owner: str, row: tuple[str, int, int] | None, *, now_ns: int, ttl_ns: int
+) -> Lease | None:
+    """Lease rule shared by every backend. ``row`` is the chain's lease ``(owner, token,
+    expires_at_ns)`` read under the write lock. Returns the lease to store, or None while
+    another owner's term is unexpired. The same owner extends its own unexpired term."""
+    expires = min(now_ns + ttl_ns, MAX_INT64)
+    if row is None:
+        return Lease(chain_id=chain_id, owner=owner, token=1, expires_at_ns=expires)
+    held_by, token, expires_at_ns = row
+    if expires_at_ns > now_ns:
+        if held_by != owner:
+            return None
+        return Lease(chain_id=chain_id, owner=owner, token=token, expires_at_ns=expires)
+    return Lease(chain_id=chain_id, owner=owner, token=token + 1, expires_at_ns=expires)
+
+
+def check_owner(owner: object) -> None:
+    _check_text("owner", owner, limit=256)
+    if not owner:
+        raise InvalidRecordError("lease owner must not be empty")
 
 
 def check_keep_heights(keep_heights: Collection[int]) -> list[int]:

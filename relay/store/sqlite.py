@@ -34,7 +34,11 @@ from urllib.parse import quote
 from relay.store import migrations as _migrations
 from relay.store.base import (
     DEFAULT_TRUST_PATH_LIMIT,
+    MAX_INT64,
     MAX_TEXT_LENGTH,
+    AdminActionRecord,
+    AuditCheckpointRecord,
+    AuditLeafRecord,
     ChainRecord,
     ChainStatus,
     ChainStatusError,
@@ -42,8 +46,14 @@ from relay.store.base import (
     ConflictError,
     ConsensusStateRecord,
     InvalidRecordError,
+    Lease,
     MigrationError,
     MisbehaviourRecord,
+    NonceReplayedError,
+    ProposalClosedError,
+    ProposalDecisionRecord,
+    ProposalNotFoundError,
+    ProposalRecord,
     StaleRevisionError,
     StoreClosedError,
     StoreCorruptError,
@@ -54,9 +64,13 @@ from relay.store.base import (
     TrustPathTooLongError,
     UnknownChainError,
     check_chain_id,
+    check_fence,
     check_height,
     check_keep_heights,
+    check_owner,
     check_status_change,
+    lease_ttl_ns,
+    next_lease,
 )
 from relay.store.migrations import Migration
 
@@ -75,6 +89,9 @@ _MIN_SQLITE = (3, 37, 0)  # STRICT tables
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 _SQLITE_IOERR_SHORT_READ = 522
+
+# Audit rows per INSERT statement (5 parameters each; SQLite allows 32766 per statement).
+_AUDIT_CHUNK = 500
 
 _SCHEMA_MIGRATIONS_DDL = """
 CREATE TABLE schema_migrations (
@@ -383,7 +400,9 @@ class SQLiteStore:
 
         return await self._read(read)
 
-    async def set_chain_status(self, chain_id: str, *, status: ChainStatus, reason: str) -> None:
+    async def set_chain_status(
+        self, chain_id: str, *, status: ChainStatus, reason: str, fence: int | None = None
+    ) -> None:
         try:
             new = ChainStatus(status)
         except ValueError:
@@ -394,6 +413,7 @@ class SQLiteStore:
 
         def write(conn: sqlite3.Connection) -> None:
             current = _chain_status(conn, chain_id)
+            _fence(conn, chain_id, fence, self._clock())
             check_status_change(chain_id, current=current, new=new)
             conn.execute(
                 "UPDATE chains SET status = ?, status_reason = ?, updated_at_ns = ? "
@@ -413,6 +433,7 @@ class SQLiteStore:
         latest_height: int,
         expected_revision: int | None,
         consensus_states: Sequence[ConsensusStateRecord],
+        fence: int | None = None,
     ) -> int:
         check_chain_id(chain_id)
         _check_client_state(client_state, latest_height, expected_revision)
@@ -433,6 +454,7 @@ class SQLiteStore:
                     chain_id=chain_id,
                     status=status,
                 )
+            _fence(conn, chain_id, fence, self._clock())
             current = _check_revision(conn, chain_id, expected_revision)
             _insert_states(conn, chain_id, anchor_height, states, now)
             if not _has_state(conn, chain_id, latest_height):
@@ -593,7 +615,14 @@ class SQLiteStore:
     # ------------------------------------------------------------------ misbehaviour
 
     async def record_misbehaviour(
-        self, *, chain_id: str, height: int, kind: str, evidence: bytes, freeze_reason: str
+        self,
+        *,
+        chain_id: str,
+        height: int,
+        kind: str,
+        evidence: bytes,
+        freeze_reason: str,
+        fence: int | None = None,
     ) -> int:
         check_chain_id(chain_id)
         check_height(height)
@@ -606,6 +635,7 @@ class SQLiteStore:
 
         def write(conn: sqlite3.Connection) -> int:
             status = _chain_status(conn, chain_id)
+            _fence(conn, chain_id, fence, self._clock())
             cur = conn.execute(
                 "INSERT INTO misbehaviour (chain_id, height, kind, evidence, detected_at_ns) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -725,9 +755,413 @@ class SQLiteStore:
             schema_version=version,
         )
 
+    # ------------------------------------------------------------------ audit log
+
+    async def append_audit_leaves(
+        self,
+        leaves: Sequence[tuple[bytes, bytes, str, int]],
+        *,
+        first_index: int | None = None,
+    ) -> int:
+        rows = [(bytes(e), bytes(h), str(c)[:MAX_TEXT_LENGTH], int(t)) for e, h, c, t in leaves]
+        if first_index is None:
+            # The next free index, found and used in one transaction.
+            def write(conn: sqlite3.Connection) -> int:
+                (size,) = conn.execute(
+                    "SELECT coalesce(max(idx) + 1, 0) FROM audit_leaves"
+                ).fetchone()
+                conn.executemany(
+                    "INSERT INTO audit_leaves (idx, entry, leaf_hash, court, at_ns)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(size + i, *row) for i, row in enumerate(rows)],
+                )
+                return int(size) + len(rows)
+
+            return await self._write(write)
+        if not rows:
+            return first_index
+        if len(rows) > _AUDIT_CHUNK:
+            for start in range(0, len(rows), _AUDIT_CHUNK):
+                await self.append_audit_leaves(
+                    rows[start : start + _AUDIT_CHUNK], first_index=first_index + start
+                )
+            return first_index + len(rows)
+        values: list[Any] = []
+        for i, row in enumerate(rows):
+            values.extend((first_index + i, *row))
+        sql = "INSERT INTO audit_leaves (idx, entry, leaf_hash, court, at_ns) VALUES " + ",".join(
+            ["(?, ?, ?, ?, ?)"] * len(rows)
+        )
+
+        # One statement in autocommit mode (its own durable transaction), not _write's
+        # BEGIN/statements/COMMIT: every sqlite3 call releases and re-takes the GIL, and on a
+        # busy event loop each re-take can wait a whole switch interval. This is on the query
+        # path (group commit of audit entries, relay/audit/log.py).
+        def run() -> None:
+            try:
+                self._conn.execute(sql, values)
+            except sqlite3.IntegrityError as exc:
+                raise StoreIntegrityError(
+                    f"audit rows from {first_index} already exist: the audit log changed "
+                    "behind the relay"
+                ) from exc
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+
+        self._check_usable()
+        await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        return first_index + len(rows)
+
+    async def audit_size(self) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            (size,) = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_leaves").fetchone()
+            return int(size)
+
+        return await self._read(read)
+
+    async def audit_leaves(
+        self,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        court: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditLeafRecord]:
+        stop = MAX_INT64 if end is None else end
+        sql = "SELECT idx, entry, leaf_hash, court, at_ns FROM audit_leaves WHERE idx >= ?"
+        sql += " AND idx < ?"
+        args: list[Any] = [start, stop]
+        if court is not None:
+            sql += " AND court = ?"
+            args.append(court)
+        sql += " ORDER BY idx"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(max(0, limit))
+
+        def read(conn: sqlite3.Connection) -> list[AuditLeafRecord]:
+            return [
+                AuditLeafRecord(int(r[0]), bytes(r[1]), bytes(r[2]), str(r[3]), int(r[4]))
+                for r in conn.execute(sql, args)
+            ]
+
+        return await self._read(read)
+
+    async def put_audit_checkpoint(self, checkpoint: AuditCheckpointRecord) -> None:
+        c = checkpoint
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO audit_checkpoints (size, root, note, at_ns) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (size) DO UPDATE SET note = excluded.note, at_ns = excluded.at_ns"
+                " WHERE audit_checkpoints.root = excluded.root",
+                (c.size, c.root, c.note, c.at_ns),
+            )
+
+        await self._write(write)
+
+    async def audit_checkpoints(self) -> list[AuditCheckpointRecord]:
+        def read(conn: sqlite3.Connection) -> list[AuditCheckpointRecord]:
+            return [
+                AuditCheckpointRecord(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]))
+                for r in conn.execute(
+                    "SELECT size, root, note, at_ns FROM audit_checkpoints ORDER BY size"
+                )
+            ]
+
+        return await self._read(read)
+
+    # ------------------------------------------------------------------ sync leases
+
+    async def acquire_lease(self, chain_id: str, *, owner: str, ttl_s: float) -> Lease | None:
+        check_chain_id(chain_id)
+        check_owner(owner)
+        ttl_ns = lease_ttl_ns(ttl_s)
+
+        def write(conn: sqlite3.Connection) -> Lease | None:
+            now = self._clock()
+            row = conn.execute(
+                "SELECT owner, token, expires_at_ns FROM sync_leases WHERE chain_id = ?",
+                (chain_id,),
+            ).fetchone()
+            lease = next_lease(chain_id, owner, row, now_ns=now, ttl_ns=ttl_ns)
+            if lease is not None:
+                conn.execute(
+                    "INSERT INTO sync_leases (chain_id, owner, token, expires_at_ns,"
+                    " acquired_at_ns) VALUES (?, ?, ?, ?, ?) ON CONFLICT (chain_id) DO UPDATE"
+                    " SET owner = excluded.owner, token = excluded.token,"
+                    " expires_at_ns = excluded.expires_at_ns,"
+                    " acquired_at_ns = CASE WHEN sync_leases.token = excluded.token"
+                    " THEN sync_leases.acquired_at_ns ELSE excluded.acquired_at_ns END",
+                    (chain_id, lease.owner, lease.token, lease.expires_at_ns, now),
+                )
+            return lease
+
+        return await self._write(write)
+
+    async def renew_lease(self, lease: Lease, *, ttl_s: float) -> Lease:
+        ttl_ns = lease_ttl_ns(ttl_s)
+
+        def write(conn: sqlite3.Connection) -> Lease:
+            now = self._clock()
+            _fence(conn, lease.chain_id, lease.token, now)
+            expires = min(now + ttl_ns, MAX_INT64)
+            conn.execute(
+                "UPDATE sync_leases SET expires_at_ns = ? WHERE chain_id = ? AND token = ?",
+                (expires, lease.chain_id, lease.token),
+            )
+            return Lease(
+                chain_id=lease.chain_id, owner=lease.owner, token=lease.token, expires_at_ns=expires
+            )
+
+        return await self._write(write)
+
+    async def release_lease(self, lease: Lease) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE sync_leases SET expires_at_ns = min(expires_at_ns, ?)"
+                " WHERE chain_id = ? AND token = ?",
+                (self._clock(), lease.chain_id, lease.token),
+            )
+
+        await self._write(write)
+
+    async def get_lease(self, chain_id: str) -> Lease | None:
+        def read(conn: sqlite3.Connection) -> Lease | None:
+            row = conn.execute(
+                "SELECT owner, token, expires_at_ns FROM sync_leases WHERE chain_id = ?",
+                (chain_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            return Lease(chain_id=chain_id, owner=row[0], token=row[1], expires_at_ns=row[2])
+
+        return await self._read(read)
+
+    # ------------------------------------------------------------------ access records
+
+    async def record_admin_action(
+        self,
+        *,
+        at_ns: int,
+        actor: str,
+        role: str,
+        action: str,
+        target: str,
+        outcome: str,
+        detail: str,
+    ) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO admin_actions (at_ns, actor, role, action, target, outcome, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (at_ns, actor, role, action, target, outcome, detail),
+            )
+
+        await self._write(write)
+
+    async def admin_actions(self) -> list[AdminActionRecord]:
+        def read(conn: sqlite3.Connection) -> list[AdminActionRecord]:
+            rows = conn.execute(
+                "SELECT at_ns, actor, role, action, target, outcome, detail FROM admin_actions"
+                " ORDER BY id"
+            )
+            return [
+                AdminActionRecord(
+                    at_ns=r[0],
+                    actor=r[1],
+                    role=r[2],
+                    action=r[3],
+                    target=r[4],
+                    outcome=r[5],
+                    detail=r[6],
+                )
+                for r in rows
+            ]
+
+        return await self._read(read)
+
+    async def insert_proposal(
+        self,
+        *,
+        proposal_id: str,
+        institution: str,
+        nonce: bytes,
+        kind: str,
+        chain_id: str,
+        signed: bytes,
+        submitted_by: str,
+        submitted_at_ns: int,
+        expires_at_ns: int,
+    ) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            seen = conn.execute(
+                "SELECT 1 FROM proposal_nonces WHERE institution = ? AND nonce = ?",
+                (institution, nonce),
+            ).fetchone()
+            if seen is not None:
+                raise NonceReplayedError(
+                    f"institution {institution} already used this nonce; a replayed "
+                    "proposal is refused",
+                    institution=institution,
+                )
+            conn.execute(
+                "INSERT INTO proposal_nonces (institution, nonce, expires_at_ns) VALUES (?, ?, ?)",
+                (institution, nonce, expires_at_ns),
+            )
+            conn.execute(
+                "INSERT INTO proposals (proposal_id, institution, kind, chain_id, state, signed,"
+                " submitted_by, submitted_at_ns, expires_at_ns, updated_at_ns)"
+                " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                (proposal_id, institution, kind, chain_id, signed, submitted_by,
+                 submitted_at_ns, expires_at_ns, submitted_at_ns),
+            )  # fmt: skip
+
+        await self._write(write)
+
+    async def decide_proposal(
+        self,
+        *,
+        proposal_id: str,
+        operator_id: str,
+        decision: str,
+        comment: str,
+        now_ns: int,
+        required: int,
+    ) -> tuple[str, int]:
+        pid = proposal_id
+
+        def write(conn: sqlite3.Connection) -> tuple[str, int]:
+            row = conn.execute(
+                "SELECT state, expires_at_ns FROM proposals WHERE proposal_id = ?", (pid,)
+            ).fetchone()
+            if row is None:
+                raise ProposalNotFoundError(f"no proposal {pid[:64]!r}")
+            state, expires = row
+            if state == "pending" and expires <= now_ns:
+                conn.execute(
+                    "UPDATE proposals SET state = 'expired', updated_at_ns = ? "
+                    "WHERE proposal_id = ?",
+                    (now_ns, pid),
+                )
+                return "expired", 0
+            if state != "pending":
+                raise ProposalClosedError(f"proposal {pid[:16]}... is already {state}")
+            if conn.execute(
+                "SELECT 1 FROM proposal_decisions WHERE proposal_id = ? AND operator_id = ?",
+                (pid, operator_id),
+            ).fetchone():
+                raise ProposalClosedError(
+                    f"{operator_id} already decided on proposal {pid[:16]}...; k of n needs "
+                    "distinct operators"
+                )
+            conn.execute(
+                "INSERT INTO proposal_decisions (proposal_id, operator_id, decision, comment,"
+                " decided_at_ns) VALUES (?, ?, ?, ?, ?)",
+                (pid, operator_id, decision, comment, now_ns),
+            )
+            (approvals,) = conn.execute(
+                "SELECT count(*) FROM proposal_decisions WHERE proposal_id = ? AND "
+                "decision = 'approve'",
+                (pid,),
+            ).fetchone()
+            if decision == "reject":
+                conn.execute(
+                    "UPDATE proposals SET state = 'rejected', updated_at_ns = ? "
+                    "WHERE proposal_id = ?",
+                    (now_ns, pid),
+                )
+                return "rejected", int(approvals)
+            return ("apply" if approvals >= required else "pending"), int(approvals)
+
+        return await self._write(write)
+
+    async def finish_proposal(
+        self, proposal_id: str, *, state: str, message: str, now_ns: int
+    ) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE proposals SET state = ?, status_message = ?, updated_at_ns = ? "
+                "WHERE proposal_id = ? AND state = 'pending'",
+                (state, message, now_ns, proposal_id),
+            )
+
+        await self._write(write)
+
+    async def list_proposals(
+        self,
+        *,
+        proposal_id: str | None = None,
+        institution: str | None = None,
+        state: str | None = None,
+        limit: int,
+    ) -> list[ProposalRecord]:
+        where, args = [], []
+        for column, value in (
+            ("proposal_id", proposal_id),
+            ("institution", institution),
+            ("state", state),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = (
+            "SELECT proposal_id, institution, kind, chain_id, state, status_message, signed,"
+            " submitted_by, submitted_at_ns, expires_at_ns FROM proposals"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY submitted_at_ns DESC, proposal_id LIMIT ?"
+        )
+
+        def read(conn: sqlite3.Connection) -> list[ProposalRecord]:
+            conn.execute("BEGIN")  # proposals and their decisions from one snapshot
+            try:
+                out = []
+                for row in conn.execute(sql, [*args, max(0, limit)]).fetchall():
+                    decisions = conn.execute(
+                        "SELECT operator_id, decision, comment, decided_at_ns FROM "
+                        "proposal_decisions WHERE proposal_id = ? ORDER BY decided_at_ns",
+                        (row[0],),
+                    ).fetchall()
+                    out.append(_proposal_from_row(row, decisions))
+            finally:
+                conn.execute("COMMIT")
+            return out
+
+        return await self._read(read)
+
+
+def _proposal_from_row(row: Sequence[Any], decisions: Sequence[Sequence[Any]]) -> ProposalRecord:
+    return ProposalRecord(
+        proposal_id=row[0],
+        institution=row[1],
+        kind=row[2],
+        chain_id=row[3],
+        state=row[4],
+        status_message=row[5],
+        signed=bytes(row[6]),
+        submitted_by=row[7],
+        submitted_at_ns=row[8],
+        expires_at_ns=row[9],
+        decisions=tuple(
+            ProposalDecisionRecord(
+                operator_id=d[0], decision=d[1], comment=d[2], decided_at_ns=d[3]
+            )
+            for d in decisions
+        ),
+    )
+
 
 # ---------------------------------------------------------------------- write helpers
 # These run on the writer thread inside the caller's transaction.
+
+
+def _fence(conn: sqlite3.Connection, chain_id: str, fence: int | None, now: int) -> None:
+    if fence is None:
+        return
+    row = conn.execute(
+        "SELECT token, expires_at_ns FROM sync_leases WHERE chain_id = ?", (chain_id,)
+    ).fetchone()
+    check_fence(chain_id, fence, None if row is None else (int(row[0]), int(row[1])), now_ns=now)
 
 
 def _chain_status(conn: sqlite3.Connection, chain_id: str) -> ChainStatus:

@@ -1,0 +1,93 @@
+"""Wiring of the audit log into the relay process (relay/service/app.py calls
+:func:`start_audit` when ``audit.enabled``, the default)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from relay.access.control import current_identity as _current_identity
+from relay.audit.log import AuditIntegrityError, AuditLog, AuditSink
+from relay.audit.recorder import AuditInterceptor
+from relay.audit.sink import JudicialChain, start_judicial_chain
+from relay.config import RelayConfig
+
+log = logging.getLogger("relay.audit")
+
+_SALT_LABEL = b"relay.judicial audit request-digest salt v1\n"
+
+
+def audit_salt(private_key: bytes) -> bytes:
+    """The relay-local salt of request digests: derived from the relay's private signing
+    key, so it is stable across restarts and never leaves the relay."""
+    return hashlib.sha256(_SALT_LABEL + private_key).digest()
+
+
+@dataclass
+class AuditRuntime:
+    """A started audit log: the log, the interceptor that feeds it, the AuditService
+    registration for RelayServer, and the judicial chain it publishes to (if any)."""
+
+    log: AuditLog
+    interceptor: AuditInterceptor
+    judicial: JudicialChain | None = None
+    services: list[tuple[str, Any]] = field(default_factory=list)
+
+    async def stop(self, *, final_checkpoint: bool = True) -> None:
+        """Stop checkpointing, commit what is pending, sign a last checkpoint."""
+        await self.log.close()
+        if final_checkpoint:
+            try:
+                await self.log.checkpoint()
+            except AuditIntegrityError:
+                pass  # already reported; nothing is signed over a tampered log
+            except Exception:  # the store may be going away: say so, do not mask stop
+                log.exception("final audit checkpoint failed")
+        if self.judicial is not None:
+            await self.judicial.stop()
+
+
+def _identity() -> Any:
+    """The caller's relay.access Identity (None without access control)."""
+    return _current_identity()
+
+
+async def start_audit(
+    config: RelayConfig, *, store: Any, signer: Any, private_key: bytes, metrics: Any = None
+) -> AuditRuntime:
+    """Open the audit log (checking the stored rows), start the judicial chain sink and
+    the periodic checkpoints."""
+    from relay.audit.service import AUDIT_SERVICE, AuditServicer
+    from relay.pb.relay.v1 import audit_pb2_grpc
+
+    audit_config = config.audit
+    judicial = None
+    sinks: list[AuditSink] = []
+    sink_config = audit_config.sink
+    if sink_config is not None and sink_config.in_process:
+        judicial = await start_judicial_chain(
+            chain_id=sink_config.chain_id,
+            listen=sink_config.listen,
+            tls_cert=sink_config.tls_cert.read_bytes() if sink_config.tls_cert else None,
+            tls_key=sink_config.tls_key.read_bytes() if sink_config.tls_key else None,
+            tls_ca=sink_config.tls_ca.read_bytes() if sink_config.tls_ca else None,
+            descriptor_out=sink_config.descriptor_out,
+        )
+        sinks.append(judicial.sink)
+    audit = await AuditLog.open(
+        store=store,
+        signer=signer,
+        metrics=metrics,
+        sinks=sinks,
+        group_commit_window_s=audit_config.group_commit_window,
+    )
+    interceptor = AuditInterceptor(audit, salt=audit_salt(private_key), identity=_identity)
+
+    def add(server: Any, guard: Any) -> None:
+        servicer = AuditServicer(audit, guard=guard, identity=_identity)
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+
+    audit.start_periodic(audit_config.checkpoint_interval)
+    return AuditRuntime(audit, interceptor, judicial, [(AUDIT_SERVICE, add)])
