@@ -559,6 +559,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # gRPC's C core logs handshake failures and the like on stderr by itself; client
     # commands report every failure in one line of their own instead.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR" if args.command == "serve" else "NONE")
+    # The demo and the tests start child processes from a process that uses gRPC. With gRPC's
+    # fork support on, a child can abort between fork and exec on an epoll descriptor that
+    # close_fds already closed (grpc/grpc PR 43157); nothing here needs gRPC across fork.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     try:
         code: int = args.func(args)
     except UsageError as e:

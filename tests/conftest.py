@@ -10,6 +10,10 @@ from typing import Any
 
 import pytest
 
+# Tests start partner and relay processes from a process that uses gRPC; see the same
+# setting in relay/cli.py (a child could abort between fork and exec).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = Path(os.environ.get("RELAY_VECTORS", ROOT.parent / "shared" / "vectors"))
 
