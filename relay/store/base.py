@@ -272,6 +272,40 @@ def check_chain_id(chain_id: object) -> None:
         raise InvalidRecordError("chain_id must not be empty")
 
 
+def check_misbehaviour_args(*, kind: object, freeze_reason: object, evidence: object) -> None:
+    """The argument checks of :meth:`Store.record_misbehaviour`, shared by every backend."""
+    _check_text("kind", kind)
+    _check_text("freeze_reason", freeze_reason)
+    if type(evidence) is not bytes:
+        raise InvalidRecordError("evidence must be bytes")
+
+
+def checked_trust_path(
+    path: list[ConsensusStateRecord], *, chain_id: str, height: int, max_length: int
+) -> list[ConsensusStateRecord]:
+    """Return a trust path read by a backend (anchor first) after the checks every backend
+    makes: not longer than ``max_length``, and starting at the anchor (a path that stops at
+    a state whose parent is missing means the store lost a state)."""
+    if not path:
+        return path
+    if len(path) > max_length:
+        raise TrustPathTooLongError(
+            f"trust path of chain {chain_id!r} from height {height} to its anchor is longer "
+            f"than {max_length} states",
+            chain_id=chain_id,
+            height=height,
+            limit=max_length,
+        )
+    if path[0].trusted_from is not None:
+        raise StoreIntegrityError(
+            f"trust path of chain {chain_id!r} from height {height} stops at height "
+            f"{path[0].height}, whose parent {path[0].trusted_from} is not stored",
+            chain_id=chain_id,
+            height=height,
+        )
+    return path
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChainRecord:
     """A registered chain. ``descriptor`` is the serialized, signed chain descriptor (opaque

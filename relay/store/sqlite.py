@@ -61,14 +61,15 @@ from relay.store.base import (
     StoreIntegrityError,
     StoreLockedError,
     StoreStats,
-    TrustPathTooLongError,
     UnknownChainError,
     check_chain_id,
     check_fence,
     check_height,
     check_keep_heights,
+    check_misbehaviour_args,
     check_owner,
     check_status_change,
+    checked_trust_path,
     lease_ttl_ns,
     next_lease,
 )
@@ -593,24 +594,7 @@ class SQLiteStore:
             return [_cs_from_row(r) for r in rows]
 
         path = await self._read(read)
-        if not path:
-            return path
-        if len(path) > max_length:
-            raise TrustPathTooLongError(
-                f"trust path of chain {chain_id!r} from height {height} to its anchor is longer "
-                f"than {max_length} states",
-                chain_id=chain_id,
-                height=height,
-                limit=max_length,
-            )
-        if path[0].trusted_from is not None:
-            raise StoreIntegrityError(
-                f"trust path of chain {chain_id!r} from height {height} stops at height "
-                f"{path[0].height}, whose parent {path[0].trusted_from} is not stored",
-                chain_id=chain_id,
-                height=height,
-            )
-        return path
+        return checked_trust_path(path, chain_id=chain_id, height=height, max_length=max_length)
 
     # ------------------------------------------------------------------ misbehaviour
 
@@ -626,11 +610,7 @@ class SQLiteStore:
     ) -> int:
         check_chain_id(chain_id)
         check_height(height)
-        for name, text in (("kind", kind), ("freeze_reason", freeze_reason)):
-            if not isinstance(text, str) or len(text) > MAX_TEXT_LENGTH:
-                raise InvalidRecordError(f"{name} must be a string of at most {MAX_TEXT_LENGTH}")
-        if type(evidence) is not bytes:
-            raise InvalidRecordError("evidence must be bytes")
+        check_misbehaviour_args(kind=kind, freeze_reason=freeze_reason, evidence=evidence)
         now = self._clock()
 
         def write(conn: sqlite3.Connection) -> int:
