@@ -358,3 +358,20 @@ def test_failed_checks_carry_the_verifier_reason(bundles: Bundles) -> None:
     SIGNER.sign(ev)
     failed = bundles.world.check(ev).first_failure
     assert failed is not None and (failed.name, failed.reason) == ("proof", "VALUE_MISMATCH")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("header_time", -1), ("header_time", 10**9), ("header_verified_at", 10**9 + 7)],
+)
+def test_out_of_range_timestamps_fail_a_check_instead_of_raising(
+    bundles: Bundles, field: str, value: int
+) -> None:
+    # Found by the every-byte tamper test: a flipped byte in a timestamp's nanos raised a
+    # MalformedInputError out of verify_evidence instead of failing the step that reads it.
+    ev = copy(bundles.bft)
+    getattr(ev, field).nanos = value
+    report = bundles.world.check(ev)
+    assert not report.ok
+    assert report.first_failure is not None
+    assert report.first_failure.reason == "MALFORMED_INPUT"

@@ -698,11 +698,14 @@ def _step_state_root(evidence: pb.Evidence, walk: _Walk) -> str:
         raise _Failed(
             f"state_root {evidence.state_root.hex()} is not the header's {walk.state_root.hex()}"
         )
-    claimed = (
-        timestamp_ns(evidence.header_time, what="header_time")
-        if evidence.HasField("header_time")
-        else None
-    )
+    try:
+        claimed = (
+            timestamp_ns(evidence.header_time, what="header_time")
+            if evidence.HasField("header_time")
+            else None
+        )
+    except VerificationError as e:  # a bundle field, so this check fails rather than raising
+        raise _fail("header_time", e) from None
     if claimed != walk.header_time_ns:
         raise _Failed(f"header_time {claimed} is not the header's {walk.header_time_ns}")
     return f"state root {walk.state_root.hex()}"
