@@ -190,6 +190,12 @@ class RequestContextInterceptor(_InterceptorBase):
     back in the trailing metadata, and sets the log context (request id, ``method`` as
     ``Service/Method``) for everything the call does."""
 
+    def __init__(self) -> None:
+        # Per method path: the handler the rest of the chain returned and its wrapper. The
+        # wrapper reads everything per call (the request id) from the call's context, so
+        # one wrapper serves every call of the method; only registered methods get here.
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Any],
@@ -199,13 +205,22 @@ class RequestContextInterceptor(_InterceptorBase):
         if handler is None:
             return None
         path = handler_call_details.method or ""
+        cached = self._wrapped.get(path)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         service, _, name = path.lstrip("/").rpartition("/")
         method = f"{service.rsplit('.', 1)[-1]}/{name}" if service else name
-        request_id = request_id_from(handler_call_details.invocation_metadata)
-        return _wrap(handler, request_id, method[:100])
+        wrapped = _wrap(handler, method[:100])
+        self._wrapped[path] = (handler, wrapped)
+        return wrapped
 
 
-async def _start(context: Any, request_id: str, method: str) -> None:
+def _start(context: Any, method: str) -> None:
+    try:
+        metadata = context.invocation_metadata()
+    except Exception:  # a context without metadata: a new id
+        metadata = None
+    request_id = request_id_from(metadata)
     bind(request_id=request_id, method=method)
     # The id travels back in the trailing metadata, which goes out with the status anyway:
     # sending initial metadata separately costs an extra transport operation on every call.
@@ -216,12 +231,12 @@ async def _start(context: Any, request_id: str, method: str) -> None:
         logging.getLogger("relay.logs").debug("could not set the request id", exc_info=True)
 
 
-def _wrap(handler: Any, request_id: str, method: str) -> Any:
+def _wrap(handler: Any, method: str) -> Any:
     # Each RPC runs in its own asyncio task, so setting the context variables at the start
     # of the handler scopes them to this call and to the tasks it creates.
     def unary(behaviour: Callable[..., Any]) -> Any:
         async def call(request: Any, context: Any) -> Any:
-            await _start(context, request_id, method)
+            _start(context, method)
             response = behaviour(request, context)
             return await response if inspect.isawaitable(response) else response
 
@@ -232,7 +247,7 @@ def _wrap(handler: Any, request_id: str, method: str) -> Any:
             return unary(behaviour)  # a coroutine writing with context.write()
 
         async def generate(request: Any, context: Any) -> AsyncIterator[Any]:
-            await _start(context, request_id, method)
+            _start(context, method)
             async for response in behaviour(request, context):
                 yield response
 

@@ -812,6 +812,9 @@ class GrpcServerMetrics(_InterceptorBase):
 
     def __init__(self, metrics: RelayMetrics) -> None:
         self._m = metrics
+        # Per method path: the handler the rest of the chain returned and its counting
+        # wrapper (label children resolved once; nothing per call is captured in it).
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     def initialize(self, services: Iterable[ServiceDescriptor]) -> None:
         """Create the series of every method of ``services`` at zero, every code included
@@ -836,12 +839,18 @@ class GrpcServerMetrics(_InterceptorBase):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        match = _GRPC_PATH.fullmatch(handler_call_details.method or "")
+        path = handler_call_details.method or ""
+        cached = self._wrapped.get(path)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        match = _GRPC_PATH.fullmatch(path)
         if match is None:
             return handler
         kind = _grpc_type(handler.request_streaming, handler.response_streaming)
         labels = (kind, match.group(1), match.group(2))
-        return _wrap(handler, labels, self._m)
+        wrapped = _wrap(handler, labels, self._m)
+        self._wrapped[path] = (handler, wrapped)
+        return wrapped
 
 
 class _CountingContext:
@@ -865,9 +874,15 @@ def _wrap(handler: Any, labels: tuple[str, str, str], m: RelayMetrics) -> Any:
     sent = m.grpc_msg_sent.labels(*labels)
     handling = m.grpc_handling.labels(*labels)
 
+    handled: dict[str, Any] = {}
+
     def done(context: Any, t0: float, error: BaseException | None) -> None:
         handling.observe(time.perf_counter() - t0)
-        m.grpc_handled.labels(*labels, _code_of(context, error)).inc()
+        code = _code_of(context, error)
+        child = handled.get(code)
+        if child is None:
+            child = handled[code] = m.grpc_handled.labels(*labels, code)
+        child.inc()
 
     async def counted(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for request in requests:

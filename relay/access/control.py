@@ -298,6 +298,9 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._limiter = limiter
         self._insecure_dev = insecure_dev
         self._record = record
+        # Per method path: the handler the rest of the chain returned and its wrapper. The
+        # wrapper reads the caller from each call's context, so it serves every call.
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     def set_recorder(self, record: ActionRecorder | None) -> None:
         self._record = record
@@ -305,8 +308,19 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
         handler = await continuation(details)
         method: str = details.method
-        if handler is None or not method.startswith((_Q, _A, _AU)):
+        if handler is None:
+            return None
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        if not method.startswith((_Q, _A, _AU)):
             return handler
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Any) -> Any:
+        admin = method.startswith(_A)
         if handler.unary_unary is not None:
             inner = handler.unary_unary
 
@@ -321,7 +335,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 finally:
                     _CURRENT.reset(token)
                     self._limiter.release(principal)
-                    if method.startswith(_A):
+                    if admin:
                         await self._admin_record(ident, method, request, context, outcome)
 
             return grpc.unary_unary_rpc_method_handler(
