@@ -166,6 +166,10 @@ class Demo:
         self.partners: dict[str, Any] = {}
         self.relay: Any = None
         self.setup: Any = None
+        # https:// base URLs of the ops port and the verification page (the relay's
+        # certificate, issued by the demo CA for localhost).
+        self.ops_url = ""
+        self.web_url = ""
         self.access_pki: Any = None
         self.institutions: dict[str, str] = {}
 
@@ -182,7 +186,7 @@ class Demo:
     ) -> None:
         """Start the deployments ``names`` (default: all four) and the relay, then register
         every chain the way a partner does: a signed proposal, approved by two operators."""
-        from relay.service.devconfig import write_dev_setup
+        from relay.service.devconfig import free_port, write_dev_setup
 
         if self.run_dir.exists():
             shutil.rmtree(self.run_dir)
@@ -196,10 +200,12 @@ class Demo:
         for p in self.partners.values():
             witnesses = f", {len(p.witnesses)} witness processes" if p.witnesses else ""
             say(f"started {p.deployment.name:<10} {p.chain_id} (mutual TLS{witnesses})")
+        ops_port, web_port = free_port(), free_port()
         self.setup = write_dev_setup(
             self.run_dir / "relay",
             pki=pki,
             overrides={
+                "listen": {"ops": f"127.0.0.1:{ops_port}", "web": f"127.0.0.1:{web_port}"},
                 "sync": {"interval": "200ms"},
                 # Quick recovery when an adapter comes back (a demo, not production tuning).
                 "adapters": {"deadline": "3s", "retries": 1, "breaker_reset": "1s"},
@@ -209,6 +215,10 @@ class Demo:
         )
         self.start_relay()
         say(f"relay serving on {self.setup.grpc_address} (SQLite {self.run_dir}/relay/relay.db)")
+        if "listen" not in (relay_overrides or {}):
+            self.ops_url = f"https://localhost:{ops_port}"
+            self.web_url = f"https://localhost:{web_port}/"
+            say(f"verification page on {self.web_url}, metrics on {self.ops_url}/metrics")
         self.onboard(say)
 
     # --- access: identities and onboarding ---
@@ -520,6 +530,15 @@ def instructions(demo: Demo, picks: Picks) -> str:
             f"  relay query holdings --config {config} {case} --id {picks.debtor.id}",
             f"  relay query credit --config {config} {case} --id {picks.debtor.id}",
             f"  relay verify --anchors {demo.out / 'anchors.yaml'} {demo.out / 'evidence'}/*.json",
+            *(
+                [
+                    f"  curl --cacert {demo.setup.pki.ca_cert} {demo.ops_url}/metrics",
+                    f"Upload evidence files at {demo.web_url} (the certificate is issued by "
+                    f"the demo CA {demo.setup.pki.ca_cert}).",
+                ]
+                if demo.ops_url
+                else []
+            ),
             "Press Ctrl-C to stop everything.",
         ]
     )

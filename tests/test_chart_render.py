@@ -47,7 +47,11 @@ EVERYTHING_ON: dict[str, Any] = {
         "limits": {"query_deadline": "10s", "max_request_bytes": "1MiB"},
     },
     "metrics": {
-        "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "serviceMonitor": {
+            "enabled": True,
+            "labels": {"release": "kube-prometheus-stack"},
+            "tlsConfig": {"caSecret": "relay-ca"},
+        },
         "prometheusRule": {"enabled": True},
         "grafanaDashboard": {"enabled": True},
     },
@@ -178,10 +182,16 @@ def test_crds_have_the_structure_prometheus_operator_expects(chart: helm.Chart) 
     ]
     assert [s["metadata"]["name"] for s in selected] == [f"{RELEASE}-ops"]
     (endpoint,) = spec["endpoints"]
-    assert set(endpoint) <= {"port", "path", "scheme", "interval", "scrapeTimeout"}
+    assert set(endpoint) <= {"port", "path", "scheme", "tlsConfig", "interval", "scrapeTimeout"}
     assert endpoint["port"] in {p["name"] for p in selected[0]["spec"]["ports"]}
     assert endpoint["path"] == "/metrics"
-    assert endpoint["scheme"] == "http"
+    # The ops port serves the relay's certificate: scraped over https, checked against the
+    # CA from values under the API Service's name (Prometheus dials pod IPs).
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {
+        "serverName": f"{RELEASE}.{NAMESPACE}.svc",
+        "ca": {"secret": {"name": "relay-ca", "key": "ca.crt"}},
+    }
 
     rule = one(objs, "PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
@@ -276,6 +286,10 @@ def test_sqlite_with_two_replicas_fails_with_a_clear_message(chart: helm.Chart) 
             "sm2SignerId applies only",
         ),
         ({"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}, "not both"),
+        (
+            {"metrics": {"serviceMonitor": {"enabled": True}}},
+            "set metrics.serviceMonitor.tlsConfig.caSecret",
+        ),
         (
             merged(
                 POSTGRES, {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}
@@ -397,6 +411,26 @@ def test_tls_and_keys_come_from_existing_secrets(chart: helm.Chart) -> None:
     assert volumes["signing"]["secret"]["secretName"] == "k"
 
 
+def _scrape_endpoint(chart: helm.Chart, *layers: dict[str, Any]) -> dict[str, Any]:
+    monitor = one(
+        objects(render(chart, merged({"metrics": {"serviceMonitor": {"enabled": True}}}, *layers))),
+        "ServiceMonitor",
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    return endpoint
+
+
+def test_scrape_tls_follows_the_relay(chart: helm.Chart) -> None:
+    # Skipping the certificate check takes its own explicit flag; the name can be set.
+    skip = {"tlsConfig": {"insecureSkipVerify": True, "serverName": "relay.example"}}
+    endpoint = _scrape_endpoint(chart, {"metrics": {"serviceMonitor": skip}})
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {"serverName": "relay.example", "insecureSkipVerify": True}
+    # A plaintext development relay is scraped over plain http.
+    endpoint = _scrape_endpoint(chart, MODES["plaintext-dev"])
+    assert endpoint["scheme"] == "http" and "tlsConfig" not in endpoint
+
+
 def test_plaintext_needs_the_explicit_dev_flag(chart: helm.Chart) -> None:
     objs = objects(render(chart, MODES["plaintext-dev"]))
     container = _pod(objs)["spec"]["containers"][0]
@@ -449,6 +483,10 @@ BAD_VALUES = {
     "bad chain name": {"relay": {"chains": {"Bad_Name": DESCRIPTOR}}},
     "descriptor without chain id": {"relay": {"chains": {"ok": {"domain": "DOMAIN_IP"}}}},
     "pdb percentage typo": {"podDisruptionBudget": {"maxUnavailable": "50 percent"}},
+    "scrape tls typo": {"metrics": {"serviceMonitor": {"tlsConfig": {"insecure": True}}}},
+    "scrape skip as text": {
+        "metrics": {"serviceMonitor": {"tlsConfig": {"insecureSkipVerify": "yes"}}}
+    },
 }
 
 

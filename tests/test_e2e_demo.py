@@ -104,6 +104,7 @@ def test_relay_demo_once_exits_zero_with_verifiable_evidence(tmp_path: Path) -> 
         assert heading in text, text[-3000:]
     assert "NONE_PROVEN" in text  # the debtor holds nothing in one system, and it is proven
     assert "FAILED offline" not in text
+    assert "verification page on https://localhost:" in text  # issue 5: TLS on every port
     files = sorted((out / "evidence").glob("*.json"))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["evidence_files"] == len(files) >= 8

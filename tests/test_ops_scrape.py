@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import re
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,13 +213,15 @@ async def ops_relay(tmp: Path) -> AsyncIterator[Ops]:
     )
     try:
         assert running.ops is not None
-        async with aiohttp.ClientSession() as http:
+        # The ops port serves the relay's certificate (issue 5): trust only the test CA.
+        trust = ssl.create_default_context(cafile=str(setup.pki.ca_cert))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust)) as http:
             yield Ops(
                 running,
                 metrics,
                 query_pb2_grpc.QueryServiceStub(channel),
                 http,
-                f"http://127.0.0.1:{running.ops.port}",
+                f"https://localhost:{running.ops.port}",
                 partners,
                 data,
                 logs,

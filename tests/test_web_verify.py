@@ -1,5 +1,5 @@
 """Issue 7, "what it must show" 2: the public verification page (relay/web/verify.py) on a
-real relay's `listen.web` port, over HTTP and in a real headless Chromium (Debian's, installed
+real relay's `listen.web` port, over HTTPS and in a real headless Chromium (Debian's, installed
 by scripts/ensure-system-deps.sh) driven through the Chrome DevTools Protocol with JavaScript
 disabled (the plain form must work): a valid file shows "verified" with the record, a
 tampered one the check that failed, an oversized or non-JSON upload a clear message;
@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -60,7 +61,31 @@ async def web_relay(tmp: Path) -> AsyncIterator[tuple[Any, str, dict[str, bytes]
     partners = {k: all_partners[k] for k in ("cn-bj-chaoyang-realestate", "cn-cnipa-patents")}
     async with relay(tmp, partners, listen={"web": "127.0.0.1:0"}) as r:
         assert r.running.web is not None
-        yield r, f"http://127.0.0.1:{r.running.web.port}", await _evidence(r)
+        # The page serves the relay's certificate (issue 5), issued for localhost.
+        yield r, f"https://localhost:{r.running.web.port}", await _evidence(r)
+
+
+def https_session(r: Any) -> aiohttp.ClientSession:
+    """A client that trusts only the test relay's CA."""
+    trust = ssl.create_default_context(cafile=str(r.setup.pki.ca_cert))
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust))
+
+
+def spki_pin(cert_pem: bytes) -> str:
+    """Chromium's --ignore-certificate-errors-spki-list entry for one certificate: the
+    base64 SHA-256 of its SubjectPublicKeyInfo (it trusts that key, and nothing else)."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    spki = (
+        x509.load_pem_x509_certificate(cert_pem)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 def _form(data: bytes | None = None, *, text: str | None = None) -> aiohttp.FormData:
@@ -75,7 +100,7 @@ def _form(data: bytes | None = None, *, text: str | None = None) -> aiohttp.Form
 def test_page_over_http(tmp_path: Path) -> None:
     async def main() -> None:
         before = set(tmp_path.rglob("*"))
-        async with web_relay(tmp_path) as (_, base, files), aiohttp.ClientSession() as http:
+        async with web_relay(tmp_path) as (r, base, files), https_session(r) as http:
             async with http.get(base + "/") as resp:
                 assert resp.status == 200
                 page = await resp.text()
@@ -247,7 +272,8 @@ class Cdp:
 
 
 @contextlib.asynccontextmanager
-async def chromium(binary: str, profile: Path) -> AsyncIterator[Cdp]:
+async def chromium(binary: str, profile: Path, *, trust: str) -> AsyncIterator[Cdp]:
+    """Headless Chromium trusting the server key ``trust`` (a spki_pin) for HTTPS."""
     args = [
         binary,
         "--headless",
@@ -262,6 +288,7 @@ async def chromium(binary: str, profile: Path) -> AsyncIterator[Cdp]:
         f"--user-data-dir={profile}",
         "--remote-debugging-port=0",
         "--window-size=1200,1600",
+        f"--ignore-certificate-errors-spki-list={trust}",
         "about:blank",
     ]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -309,12 +336,13 @@ def test_page_in_headless_chromium(tmp_path: Path) -> None:
     uploads.mkdir()
 
     async def main() -> None:
-        async with web_relay(tmp_path / "relay") as (_, base, files):
+        async with web_relay(tmp_path / "relay") as (r, base, files):
             for name, data in files.items():
                 (uploads / f"{name}.json").write_bytes(data)
             (uploads / "big.json").write_bytes(b"{" + b" " * (3 << 19) + b"}")
             (uploads / "photo.json").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
-            async with chromium(str(binary), tmp_path / "profile") as page:
+            trust = spki_pin(r.setup.pki.server_cert.read_bytes())
+            async with chromium(str(binary), tmp_path / "profile", trust=trust) as page:
 
                 async def upload(name: str) -> str:
                     await page.load(base + "/")

@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import signal
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from relay.config import (
     ConfigError,
     RelayConfig,
     SigningKey,
+    TlsMaterial,
     load_descriptors,
     load_server_tls,
     load_signing_key,
@@ -173,6 +175,9 @@ async def start_relay(
         tls = None
     else:
         tls = load_server_tls(config, env)
+    # The ops port and the verification page serve the gRPC API's certificate (issue 5);
+    # built before the store opens, so a key that does not fit stops start-up early.
+    https = http_ports_ssl_context(config, tls)
     settings = config.engine_settings(env)
     signing_key = load_signing_key(config, env)
     signer = make_signer(signing_key)
@@ -262,10 +267,15 @@ async def start_relay(
                 return started.serving, "" if started.serving else "gRPC health is NOT_SERVING"
 
             ops = await start_ops_server(
-                ops_app(metrics=metrics, readiness=ready), host=host.strip("[]"), port=port
+                ops_app(metrics=metrics, readiness=ready),
+                host=host.strip("[]"),
+                port=port,
+                ssl_context=https,
             )
         if config.listen.web is not None:
-            web = await start_verify_page(config.listen.web, store=store, signer=signer)
+            web = await start_verify_page(
+                config.listen.web, store=store, signer=signer, ssl_context=https
+            )
         await engine.start_sync()
         # Everything loaded so far (modules, descriptors, protobuf classes) lives as long as
         # the process: moving it out of the collector's generations shortens every GC pass
@@ -288,9 +298,32 @@ async def start_relay(
     return Running(server, engine, store, config.shutdown_grace, metrics, ops, web, audit)
 
 
-async def start_verify_page(address: str, *, store: Any, signer: Any) -> Any:
-    """Serve the public evidence-verification page (relay/web/verify.py) on ``address``,
-    checking uploads against the chains registered in ``store`` and ``signer``'s key."""
+def http_ports_ssl_context(config: RelayConfig, tls: TlsMaterial | None) -> ssl.SSLContext | None:
+    """The HTTPS context of the ops port and the verification page: the relay's server
+    certificate whenever ``tls`` is configured; None (plain HTTP, only reachable with
+    --insecure-dev since ``tls`` is otherwise required) with a warning per HTTP port."""
+    ports = [n for n, a in (("ops", config.listen.ops), ("web", config.listen.web)) if a]
+    if not ports:
+        return None
+    if tls is None:
+        for name in ports:
+            log.warning(
+                "--insecure-dev: listen.%s is served as plain HTTP WITHOUT TLS; add a tls: "
+                "section to serve it over HTTPS. Never use this outside development.",
+                name,
+            )
+        return None
+    from relay.service.https import server_ssl_context
+
+    return server_ssl_context(tls)
+
+
+async def start_verify_page(
+    address: str, *, store: Any, signer: Any, ssl_context: ssl.SSLContext | None = None
+) -> Any:
+    """Serve the public evidence-verification page (relay/web/verify.py) on ``address``
+    (HTTPS with ``ssl_context``), checking uploads against the chains registered in
+    ``store`` and ``signer``'s key."""
     from relay.offline import relay_anchor_set
     from relay.web.verify import start_verify_server, verify_app
 
@@ -300,7 +333,9 @@ async def start_verify_page(address: str, *, store: Any, signer: Any) -> Any:
         return await relay_anchor_set(store, relay_keys=[relay_key])
 
     host, port = parse_address(address)
-    return await start_verify_server(verify_app(anchors=anchors), host=host.strip("[]"), port=port)
+    return await start_verify_server(
+        verify_app(anchors=anchors), host=host.strip("[]"), port=port, ssl_context=ssl_context
+    )
 
 
 async def serve(config: RelayConfig, *, insecure_dev: bool = False) -> None:
