@@ -110,19 +110,24 @@ def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
         previous_clients: dict[str, tuple[int, int]] = {}
         first_heights: dict[str, int] = {}
         killed_while_serving = 0
-        t_start = time.monotonic()
+        startup_s = 0.5  # refined from the first start that reaches SERVING
         for i in range(KILLS):
             relay = start_relay_process(setup.config, log=log)
-            # Start-up takes about half a second: some kills land in start-up (store
-            # creation, migrations, chain registration), most during sync commits.
-            deadline = time.monotonic() + rng.uniform(0.2, 1.2)
+            started = time.monotonic()
             serving = False
-            while time.monotonic() < deadline:
-                if not serving and health_status(setup.health_address, timeout_s=0.1) == (
-                    "SERVING"
-                ):
-                    serving = True
-                time.sleep(0.01)
+            if i % 2:
+                # Odd kills land in start-up (store creation, migrations, registration) at a
+                # random point of a start-up as long as the last one measured.
+                deadline = started + rng.uniform(0.0, startup_s)
+                while time.monotonic() < deadline:
+                    time.sleep(0.01)
+            else:
+                # Even kills wait until the relay serves (however loaded the machine is),
+                # then land at a random moment of sync commits.
+                wait_serving(setup.health_address, timeout_s=30, process=relay)
+                startup_s = time.monotonic() - started
+                serving = True
+                time.sleep(rng.uniform(0.0, 0.8))
             assert relay.poll() is None, log.read_text()[-3000:]
             relay.send_signal(signal.SIGKILL)
             relay.wait(10)
@@ -155,8 +160,7 @@ def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
         for chain, (latest, _) in clients.items():
             assert latest > first_heights[chain], (chain, latest, first_heights[chain])
             assert latest > previous_clients[chain][0], chain
-        assert killed_while_serving >= KILLS // 3, killed_while_serving
-        assert time.monotonic() - t_start < 90
+        assert killed_while_serving >= KILLS // 2, killed_while_serving
     finally:
         for process in partners:
             stop(process)
