@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 # Sanity bounds on identifiers. Heights and times are SQL 64-bit integers.
 MAX_CHAIN_ID_LENGTH = 128
@@ -270,6 +270,63 @@ def check_chain_id(chain_id: object) -> None:
     _check_text("chain_id", chain_id, limit=MAX_CHAIN_ID_LENGTH)
     if not chain_id:
         raise InvalidRecordError("chain_id must not be empty")
+
+
+# --- rows: the column orders and row conversions every SQL backend shares -----------------
+
+CS_COLUMNS = (
+    "height, time_ns, root, header_hash, light_block, next_validators_hash, trusted_from, "
+    "created_at_ns"
+)
+"""Column order of a consensus-state row, as :func:`cs_from_row` reads it."""
+
+ADMIN_ACTIONS_SELECT = (
+    "SELECT at_ns, actor, role, action, target, outcome, detail FROM admin_actions ORDER BY id"
+)
+
+
+def chain_from_row(row: Sequence[Any]) -> ChainRecord:
+    """A chains row (chain_id, domain, client_type, descriptor, status, status_reason,
+    anchor_height, created_at_ns, updated_at_ns) as a record; blobs become ``bytes`` whatever
+    the driver returns (SQLite: bytes, asyncpg: bytes or memoryview)."""
+    return ChainRecord(
+        chain_id=row[0],
+        domain=row[1],
+        client_type=row[2],
+        descriptor=bytes(row[3]),
+        status=row[4],
+        status_reason=row[5],
+        anchor_height=row[6],
+        created_at_ns=row[7],
+        updated_at_ns=row[8],
+    )
+
+
+def cs_from_row(row: Sequence[Any]) -> ConsensusStateRecord:
+    """A consensus-state row in :data:`CS_COLUMNS` order as a record."""
+    return ConsensusStateRecord(
+        height=row[0],
+        time_ns=row[1],
+        root=bytes(row[2]),
+        header_hash=bytes(row[3]),
+        light_block=bytes(row[4]),
+        next_validators_hash=None if row[5] is None else bytes(row[5]),
+        trusted_from=row[6],
+        created_at_ns=row[7],
+    )
+
+
+def admin_action_from_row(row: Sequence[Any]) -> AdminActionRecord:
+    """A row of :data:`ADMIN_ACTIONS_SELECT` as a record."""
+    return AdminActionRecord(
+        at_ns=row[0],
+        actor=row[1],
+        role=row[2],
+        action=row[3],
+        target=row[4],
+        outcome=row[5],
+        detail=row[6],
+    )
 
 
 def check_misbehaviour_args(*, kind: object, freeze_reason: object, evidence: object) -> None:

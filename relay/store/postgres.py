@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from relay.store import migrations as _migrations
 from relay.store.base import (
+    ADMIN_ACTIONS_SELECT,
+    CS_COLUMNS,
     DEFAULT_TRUST_PATH_LIMIT,
     MAX_INT64,
     MAX_TEXT_LENGTH,
@@ -56,6 +58,8 @@ from relay.store.base import (
     StoreIntegrityError,
     StoreStats,
     UnknownChainError,
+    admin_action_from_row,
+    chain_from_row,
     check_chain_id,
     check_fence,
     check_height,
@@ -64,6 +68,7 @@ from relay.store.base import (
     check_owner,
     check_status_change,
     checked_trust_path,
+    cs_from_row,
     lease_ttl_ns,
     next_lease,
 )
@@ -96,40 +101,9 @@ _CHAIN_COLUMNS = (
     "chain_id, domain, client_type, descriptor, status, status_reason, anchor_height, "
     "created_at_ns, updated_at_ns"
 )
-_CS_COLUMNS = (
-    "height, time_ns, root, header_hash, light_block, next_validators_hash, trusted_from, "
-    "created_at_ns"
-)
-_CS_QUALIFIED = ", ".join("cs." + c.strip() for c in _CS_COLUMNS.split(","))
+_CS_QUALIFIED = ", ".join("cs." + c.strip() for c in CS_COLUMNS.split(","))
 # The database server's clock in nanoseconds (leases; shared by every replica).
 _NOW_NS = "(extract(epoch from clock_timestamp()) * 1000000000)::bigint"
-
-
-def _chain_from_row(row: Sequence[Any]) -> ChainRecord:
-    return ChainRecord(
-        chain_id=row[0],
-        domain=row[1],
-        client_type=row[2],
-        descriptor=bytes(row[3]),
-        status=row[4],
-        status_reason=row[5],
-        anchor_height=row[6],
-        created_at_ns=row[7],
-        updated_at_ns=row[8],
-    )
-
-
-def _cs_from_row(row: Sequence[Any]) -> ConsensusStateRecord:
-    return ConsensusStateRecord(
-        height=row[0],
-        time_ns=row[1],
-        root=bytes(row[2]),
-        header_hash=bytes(row[3]),
-        light_block=bytes(row[4]),
-        next_validators_hash=None if row[5] is None else bytes(row[5]),
-        trusted_from=row[6],
-        created_at_ns=row[7],
-    )
 
 
 def _redact(dsn: str) -> str:
@@ -313,14 +287,14 @@ class PostgresStore:
             row = await conn.fetchrow(
                 f"SELECT {_CHAIN_COLUMNS} FROM chains WHERE chain_id = $1", chain_id
             )
-            return None if row is None else _chain_from_row(row)
+            return None if row is None else chain_from_row(row)
 
         return await self._read(read)
 
     async def list_chains(self) -> list[ChainRecord]:
         async def read(conn: Conn) -> list[ChainRecord]:
             rows = await conn.fetch(f"SELECT {_CHAIN_COLUMNS} FROM chains ORDER BY chain_id")
-            return [_chain_from_row(r) for r in rows]
+            return [chain_from_row(r) for r in rows]
 
         return await self._read(read)
 
@@ -466,11 +440,11 @@ class PostgresStore:
 
         async def read(conn: Conn) -> ConsensusStateRecord | None:
             row = await conn.fetchrow(
-                f"SELECT {_CS_COLUMNS} FROM consensus_states WHERE chain_id = $1 AND height = $2",
+                f"SELECT {CS_COLUMNS} FROM consensus_states WHERE chain_id = $1 AND height = $2",
                 chain_id,
                 height,
             )
-            return None if row is None else _cs_from_row(row)
+            return None if row is None else cs_from_row(row)
 
         return await self._read(read)
 
@@ -479,27 +453,27 @@ class PostgresStore:
     ) -> ConsensusStateRecord | None:
         check_height(height)
         query = (
-            f"SELECT {_CS_COLUMNS} FROM consensus_states WHERE chain_id = $1 AND height <= $2 "
+            f"SELECT {CS_COLUMNS} FROM consensus_states WHERE chain_id = $1 AND height <= $2 "
             "ORDER BY height DESC LIMIT 1"
             if below
-            else f"SELECT {_CS_COLUMNS} FROM consensus_states WHERE chain_id = $1 "
+            else f"SELECT {CS_COLUMNS} FROM consensus_states WHERE chain_id = $1 "
             "AND height >= $2 ORDER BY height ASC LIMIT 1"
         )
 
         async def read(conn: Conn) -> ConsensusStateRecord | None:
             row = await conn.fetchrow(query, chain_id, height)
-            return None if row is None else _cs_from_row(row)
+            return None if row is None else cs_from_row(row)
 
         return await self._read(read)
 
     async def latest_consensus_state(self, chain_id: str) -> ConsensusStateRecord | None:
         async def read(conn: Conn) -> ConsensusStateRecord | None:
             row = await conn.fetchrow(
-                f"SELECT {_CS_COLUMNS} FROM consensus_states WHERE chain_id = $1 "
+                f"SELECT {CS_COLUMNS} FROM consensus_states WHERE chain_id = $1 "
                 "ORDER BY height DESC LIMIT 1",
                 chain_id,
             )
-            return None if row is None else _cs_from_row(row)
+            return None if row is None else cs_from_row(row)
 
         return await self._read(read)
 
@@ -527,7 +501,7 @@ class PostgresStore:
 
         async def read(conn: Conn) -> list[ConsensusStateRecord]:
             rows = await conn.fetch(query, chain_id, height, max_length)
-            return [_cs_from_row(r) for r in rows]
+            return [cs_from_row(r) for r in rows]
 
         path = await self._read(read)
         return checked_trust_path(path, chain_id=chain_id, height=height, max_length=max_length)
@@ -885,22 +859,7 @@ class PostgresStore:
 
     async def admin_actions(self) -> list[AdminActionRecord]:
         async def read(conn: Conn) -> list[AdminActionRecord]:
-            rows = await conn.fetch(
-                "SELECT at_ns, actor, role, action, target, outcome, detail FROM admin_actions"
-                " ORDER BY id"
-            )
-            return [
-                AdminActionRecord(
-                    at_ns=r[0],
-                    actor=r[1],
-                    role=r[2],
-                    action=r[3],
-                    target=r[4],
-                    outcome=r[5],
-                    detail=r[6],
-                )
-                for r in rows
-            ]
+            return [admin_action_from_row(r) for r in await conn.fetch(ADMIN_ACTIONS_SELECT)]
 
         return await self._read(read)
 
@@ -1157,11 +1116,11 @@ async def _insert_states(
         prior = added.get(rec.height)
         if prior is None:
             row = await conn.fetchrow(
-                f"SELECT {_CS_COLUMNS} FROM consensus_states WHERE chain_id = $1 AND height = $2",
+                f"SELECT {CS_COLUMNS} FROM consensus_states WHERE chain_id = $1 AND height = $2",
                 chain_id,
                 rec.height,
             )
-            prior = None if row is None else _cs_from_row(row)
+            prior = None if row is None else cs_from_row(row)
         if prior is not None:
             if prior.header_hash != rec.header_hash:
                 raise ConflictError(

@@ -33,6 +33,8 @@ from urllib.parse import quote
 
 from relay.store import migrations as _migrations
 from relay.store.base import (
+    ADMIN_ACTIONS_SELECT,
+    CS_COLUMNS,
     DEFAULT_TRUST_PATH_LIMIT,
     MAX_INT64,
     MAX_TEXT_LENGTH,
@@ -62,6 +64,8 @@ from relay.store.base import (
     StoreLockedError,
     StoreStats,
     UnknownChainError,
+    admin_action_from_row,
+    chain_from_row,
     check_chain_id,
     check_fence,
     check_height,
@@ -70,6 +74,7 @@ from relay.store.base import (
     check_owner,
     check_status_change,
     checked_trust_path,
+    cs_from_row,
     lease_ttl_ns,
     next_lease,
 )
@@ -107,37 +112,6 @@ _CHAIN_COLUMNS = (
     "chain_id, domain, client_type, descriptor, status, status_reason, anchor_height, "
     "created_at_ns, updated_at_ns"
 )
-_CS_COLUMNS = (
-    "height, time_ns, root, header_hash, light_block, next_validators_hash, trusted_from, "
-    "created_at_ns"
-)
-
-
-def _chain_from_row(row: Sequence[Any]) -> ChainRecord:
-    return ChainRecord(
-        chain_id=row[0],
-        domain=row[1],
-        client_type=row[2],
-        descriptor=row[3],
-        status=row[4],
-        status_reason=row[5],
-        anchor_height=row[6],
-        created_at_ns=row[7],
-        updated_at_ns=row[8],
-    )
-
-
-def _cs_from_row(row: Sequence[Any]) -> ConsensusStateRecord:
-    return ConsensusStateRecord(
-        height=row[0],
-        time_ns=row[1],
-        root=row[2],
-        header_hash=row[3],
-        light_block=row[4],
-        next_validators_hash=row[5],
-        trusted_from=row[6],
-        created_at_ns=row[7],
-    )
 
 
 def _is_corruption(exc: sqlite3.Error) -> bool:
@@ -390,14 +364,14 @@ class SQLiteStore:
             row = conn.execute(
                 f"SELECT {_CHAIN_COLUMNS} FROM chains WHERE chain_id = ?", (chain_id,)
             ).fetchone()
-            return None if row is None else _chain_from_row(row)
+            return None if row is None else chain_from_row(row)
 
         return await self._read(read)
 
     async def list_chains(self) -> list[ChainRecord]:
         def read(conn: sqlite3.Connection) -> list[ChainRecord]:
             rows = conn.execute(f"SELECT {_CHAIN_COLUMNS} FROM chains ORDER BY chain_id")
-            return [_chain_from_row(r) for r in rows]
+            return [chain_from_row(r) for r in rows]
 
         return await self._read(read)
 
@@ -530,10 +504,10 @@ class SQLiteStore:
 
         def read(conn: sqlite3.Connection) -> ConsensusStateRecord | None:
             row = conn.execute(
-                f"SELECT {_CS_COLUMNS} FROM consensus_states WHERE chain_id = ? AND height = ?",
+                f"SELECT {CS_COLUMNS} FROM consensus_states WHERE chain_id = ? AND height = ?",
                 (chain_id, height),
             ).fetchone()
-            return None if row is None else _cs_from_row(row)
+            return None if row is None else cs_from_row(row)
 
         return await self._read(read)
 
@@ -542,27 +516,27 @@ class SQLiteStore:
     ) -> ConsensusStateRecord | None:
         check_height(height)
         query = (
-            f"SELECT {_CS_COLUMNS} FROM consensus_states WHERE chain_id = ? AND height <= ? "
+            f"SELECT {CS_COLUMNS} FROM consensus_states WHERE chain_id = ? AND height <= ? "
             "ORDER BY height DESC LIMIT 1"
             if below
-            else f"SELECT {_CS_COLUMNS} FROM consensus_states WHERE chain_id = ? AND height >= ? "
+            else f"SELECT {CS_COLUMNS} FROM consensus_states WHERE chain_id = ? AND height >= ? "
             "ORDER BY height ASC LIMIT 1"
         )
 
         def read(conn: sqlite3.Connection) -> ConsensusStateRecord | None:
             row = conn.execute(query, (chain_id, height)).fetchone()
-            return None if row is None else _cs_from_row(row)
+            return None if row is None else cs_from_row(row)
 
         return await self._read(read)
 
     async def latest_consensus_state(self, chain_id: str) -> ConsensusStateRecord | None:
         def read(conn: sqlite3.Connection) -> ConsensusStateRecord | None:
             row = conn.execute(
-                f"SELECT {_CS_COLUMNS} FROM consensus_states WHERE chain_id = ? "
+                f"SELECT {CS_COLUMNS} FROM consensus_states WHERE chain_id = ? "
                 "ORDER BY height DESC LIMIT 1",
                 (chain_id,),
             ).fetchone()
-            return None if row is None else _cs_from_row(row)
+            return None if row is None else cs_from_row(row)
 
         return await self._read(read)
 
@@ -583,7 +557,7 @@ class SQLiteStore:
                     ON cs.chain_id = :chain AND cs.height = path.height
                 WHERE cs.trusted_from IS NOT NULL AND path.depth < :limit
             )
-            SELECT {", ".join("cs." + c.strip() for c in _CS_COLUMNS.split(","))}
+            SELECT {", ".join("cs." + c.strip() for c in CS_COLUMNS.split(","))}
             FROM path JOIN consensus_states AS cs
                 ON cs.chain_id = :chain AND cs.height = path.height
             ORDER BY path.depth DESC
@@ -591,7 +565,7 @@ class SQLiteStore:
 
         def read(conn: sqlite3.Connection) -> list[ConsensusStateRecord]:
             rows = conn.execute(query, {"chain": chain_id, "h": height, "limit": max_length})
-            return [_cs_from_row(r) for r in rows]
+            return [cs_from_row(r) for r in rows]
 
         path = await self._read(read)
         return checked_trust_path(path, chain_id=chain_id, height=height, max_length=max_length)
@@ -942,22 +916,7 @@ class SQLiteStore:
 
     async def admin_actions(self) -> list[AdminActionRecord]:
         def read(conn: sqlite3.Connection) -> list[AdminActionRecord]:
-            rows = conn.execute(
-                "SELECT at_ns, actor, role, action, target, outcome, detail FROM admin_actions"
-                " ORDER BY id"
-            )
-            return [
-                AdminActionRecord(
-                    at_ns=r[0],
-                    actor=r[1],
-                    role=r[2],
-                    action=r[3],
-                    target=r[4],
-                    outcome=r[5],
-                    detail=r[6],
-                )
-                for r in rows
-            ]
+            return [admin_action_from_row(r) for r in conn.execute(ADMIN_ACTIONS_SELECT)]
 
         return await self._read(read)
 
@@ -1196,10 +1155,10 @@ def _insert_states(
         prior = added.get(rec.height)
         if prior is None:
             row = conn.execute(
-                f"SELECT {_CS_COLUMNS} FROM consensus_states WHERE chain_id = ? AND height = ?",
+                f"SELECT {CS_COLUMNS} FROM consensus_states WHERE chain_id = ? AND height = ?",
                 (chain_id, rec.height),
             ).fetchone()
-            prior = None if row is None else _cs_from_row(row)
+            prior = None if row is None else cs_from_row(row)
         if prior is not None:
             if prior.header_hash != rec.header_hash:
                 raise ConflictError(
