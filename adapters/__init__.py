@@ -1,25 +1,29 @@
-"""Reference partner deployments: four partner institutions, each running its own system and
-an adapter built on :mod:`relay.sdk`, as separate processes with persisted state.
+"""Reference partner deployments: four partner institutions, each running its own system (a
+node process) and an adapter built on :mod:`relay.sdk` (another process reading that node),
+with persisted state.
 
 =============  ====================  ===========================================  ==========
 deployment     system                data                                         crypto
 =============  ====================  ===========================================  ==========
 ``realestate`` BFT chain, 4 vals     parcels and flats: owners, shares,           Ed25519,
-                                     mortgages, seizures                          SHA-256
-``ip``         transparency log +    patents with assignments and licences        Ed25519,
-               2 witness processes                                                SHA-256
+                                     mortgages, seizures, transfer histories      SHA-256
+``ip``         transparency log +    patents, trademarks, copyrights: holders,    Ed25519,
+               2 witness processes   assignments, licences, pledges, freezes      SHA-256
 ``credit``     BFT chain, 4 vals     dishonest-debtor listings, consumption       SM2, SM3
-                                     restrictions
+                                     restrictions (no assets)
 ``bank``       BFT chain, 4 vals     accounts, balances, freezes by court order   Ed25519,
                                                                                   SHA-256
 =============  ====================  ===========================================  ==========
 
-Run one with ``python -m adapters.<name> --listen HOST:PORT --state DIR --tls-cert ...
---tls-key ... [--tls-client-ca CA] [--witness VKEY@URL ...] [--descriptor-out FILE]`` (the
-other flags of ``python -m relay.testing.partner_server`` apply); a witness with ``python
--m adapters.witness``. ``python -m adapters`` lists the deployments. Parties are keyed by
-salted hashes of their identifiers (record schema 1), never raw IDs. Keys are development
-keys derived from names: never production.
+Run one as two processes: the node, ``python -m adapters.node --deployment NAME --state DIR
+--listen 127.0.0.1:PORT [--seed-data] [--activity] [--witness VKEY@URL ...] [--info-out F]``
+(the system itself: blocks or checkpoints, journal, fault switches, its native HTTP API), and
+the adapter, ``python -m adapters.<name> --node http://127.0.0.1:PORT --listen HOST:PORT
+--tls-cert ... --tls-key ... [--tls-client-ca CA] [--descriptor-out FILE]`` (the key mapping
+in ``adapters/<name>.py``, the node client in :mod:`adapters.adapter`); a witness with
+``python -m adapters.witness``. ``python -m adapters`` lists the deployments. Parties are
+keyed by salted hashes of their identifiers (record schema 1), never raw IDs. Keys are
+development keys derived from names: never production.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ class Deployment:
     about: str = ""
 
     def server_args(self) -> list[str]:
-        """The ``relay.testing.partner_server`` flags that make this deployment."""
+        """The chain flags (``adapters.node``, ``relay.testing.partner_server``) that make
+        this deployment."""
         args = ["--kind", self.kind, "--chain-id", self.chain_id, "--domain", self.domain]
         args += ["--hash", self.hash, "--sig", self.sig]
         if self.kind == "bft":
@@ -83,7 +88,7 @@ DEPLOYMENTS: dict[str, Deployment] = {
             origin="cnipa.example.cn/patent-register",
             witnesses=2,
             quorum=2,
-            about="CNIPA patent register (transparency log, 2 witnesses)",
+            about="National IP register: patents, trademarks, copyrights (log, 2 witnesses)",
         ),
         Deployment(
             "credit",

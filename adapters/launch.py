@@ -1,5 +1,6 @@
 """Starting and stopping the reference deployments as child processes (for ``relay demo`` and
-the end-to-end tests).
+the end-to-end tests): per deployment a node (``python -m adapters.node``: the partner's
+system), an adapter (``python -m adapters.<name> --node URL``) and, for a log, witnesses.
 
 Every child gets its own process group (``start_new_session``), so :func:`terminate` can
 stop it with everything it started: SIGTERM to the group, then SIGKILL to whatever is left
@@ -131,10 +132,12 @@ def wait_for_file(path: Path, child: Child, *, timeout_s: float) -> None:
 
 @dataclass
 class Partner:
-    """One running deployment: its adapter process, witnesses and files."""
+    """One running deployment: its node process (the partner's system, producing blocks),
+    its adapter process (reading the node), its witnesses and files."""
 
     deployment: Deployment
     directory: Path
+    node: Child
     adapter: Child
     descriptor: Path
     witnesses: list[Child] = field(default_factory=list)
@@ -147,11 +150,23 @@ class Partner:
     def state(self) -> Path:
         return self.directory / "state"
 
+    @property
+    def node_info(self) -> Path:
+        return self.directory / "node.json"
+
+    @property
+    def node_url(self) -> str:
+        url: str = json.loads(self.node_info.read_text())["url"]
+        return url
+
     def children(self) -> list[Child]:
-        return [self.adapter, *self.witnesses]
+        return [self.adapter, self.node, *self.witnesses]
 
     def restart_adapter(self, *, timeout_s: float = 20.0) -> None:
-        """Start the adapter process again (same address, same journal) and wait for it."""
+        """Start the adapter process again (same address, same node) and wait for it. The
+        node is not touched: it went on producing blocks meanwhile."""
+        if self.adapter.running:
+            terminate([self.adapter])
         ready = self.directory / "descriptor.restart.json"
         ready.unlink(missing_ok=True)
         args = list(self.adapter.args)
@@ -159,9 +174,50 @@ class Partner:
         self.adapter = Child(self.adapter.name, args, self.adapter.log).start()
         wait_for_file(ready, self.adapter, timeout_s=timeout_s)
 
+    def restart_node(self, *, timeout_s: float = 20.0) -> None:
+        """Start the node again (same address, same journal, which it replays) and wait
+        until it serves; the adapter reconnects by itself."""
+        if self.node.running:
+            terminate([self.node])
+        self.node_info.unlink(missing_ok=True)
+        self.node = Child(self.node.name, list(self.node.args), self.node.log).start()
+        wait_for_file(self.node_info, self.node, timeout_s=timeout_s)
+
     def set_faults(self, **switches: bool) -> None:
-        """Switch the running system's faults (see partner_server.write_faults)."""
+        """Switch the running node's faults (see partner_server.write_faults): all of them
+        (stall, equivocate, bad_proofs) live in the node; the adapter passes on what the
+        node serves."""
         write_faults(self.state, **switches)
+
+
+def _witness_child(name: str, dep: Deployment, i: int, wdir: Path, info: Path) -> Child:
+    wname = f"witness-{i}.{dep.name}.example.cn"
+    return Child(
+        f"{name}-witness-{i}",
+        [
+            "-m",
+            "adapters.witness",
+            "--name",
+            wname,
+            "--seed",
+            f"{wname}/dev-witness-key",
+            "--sig",
+            dep.sig,
+            "--hash",
+            dep.hash,
+            "--origin",
+            dep.origin,
+            "--log-vkey",
+            dep.log_vkey(),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--state",
+            str(wdir),
+            "--info-out",
+            str(info),
+        ],
+        wdir / "witness.log",
+    )
 
 
 def start_partners(
@@ -174,8 +230,8 @@ def start_partners(
     mutual_tls: bool = True,
     timeout_s: float = 60.0,
 ) -> dict[str, Partner]:
-    """Start the witnesses, then every deployment's process, and wait until each one wrote
-    its chain descriptor. On failure, everything started is stopped again."""
+    """Start the witnesses, then every deployment's node, then its adapter, and wait until
+    each adapter wrote its chain descriptor. On failure, everything started is stopped."""
     partners: dict[str, Partner] = {}
     started: list[Child] = []
     try:
@@ -188,37 +244,11 @@ def start_partners(
                 wdir.mkdir(parents=True, exist_ok=True)
                 info = wdir / "info.json"
                 info.unlink(missing_ok=True)
-                wname = f"witness-{i}.{dep.name}.example.cn"
-                child = Child(
-                    f"{name}-witness-{i}",
-                    [
-                        "-m",
-                        "adapters.witness",
-                        "--name",
-                        wname,
-                        "--seed",
-                        f"{wname}/dev-witness-key",
-                        "--sig",
-                        dep.sig,
-                        "--hash",
-                        dep.hash,
-                        "--origin",
-                        dep.origin,
-                        "--log-vkey",
-                        dep.log_vkey(),
-                        "--listen",
-                        f"127.0.0.1:{free_port()}",
-                        "--state",
-                        str(wdir),
-                        "--info-out",
-                        str(info),
-                    ],
-                    wdir / "witness.log",
-                ).start()
+                child = _witness_child(name, dep, i, wdir, info).start()
                 started.append(child)
                 witnesses[name].append((child, info))
+        nodes: dict[str, Child] = {}
         for name in names:
-            dep = DEPLOYMENTS[name]
             pdir = directory / name
             pdir.mkdir(parents=True, exist_ok=True)
             specs = []
@@ -226,15 +256,44 @@ def start_partners(
                 wait_for_file(info, child, timeout_s=timeout_s)
                 data = json.loads(info.read_text())
                 specs += ["--witness", f"{data['vkey']}@{data['url']}"]
+            (pdir / "node.json").unlink(missing_ok=True)
+            node = Child(
+                f"{name}-node",
+                [
+                    "-m",
+                    "adapters.node",
+                    "--deployment",
+                    name,
+                    "--listen",
+                    f"127.0.0.1:{free_port()}",  # fixed: a restarted node keeps its URL
+                    "--state",
+                    str(pdir / "state"),
+                    "--info-out",
+                    str(pdir / "node.json"),
+                    "--block-interval",
+                    str(block_interval),
+                    "--seed-data",
+                    *(["--activity"] if activity else []),
+                    *specs,
+                ],
+                pdir / "node.log",
+            ).start()
+            started.append(node)
+            nodes[name] = node
+        for name in names:
+            dep = DEPLOYMENTS[name]
+            pdir = directory / name
+            wait_for_file(pdir / "node.json", nodes[name], timeout_s=timeout_s)
+            url = json.loads((pdir / "node.json").read_text())["url"]
             descriptor = pdir / "descriptor.json"
             descriptor.unlink(missing_ok=True)
             args = [
                 "-m",
                 f"adapters.{name}",
+                "--node",
+                url,
                 "--listen",
                 f"127.0.0.1:{free_port()}",
-                "--state",
-                str(pdir / "state"),
                 "--tls-cert",
                 str(pki.server_cert),
                 "--tls-key",
@@ -243,18 +302,14 @@ def start_partners(
                 str(pki.ca_cert),
                 "--server-name",
                 "localhost",
-                "--block-interval",
-                str(block_interval),
                 "--descriptor-out",
                 str(descriptor),
                 *(["--tls-client-ca", str(pki.ca_cert)] if mutual_tls else []),
-                *(["--activity"] if activity else []),
-                *specs,
             ]
             adapter = Child(name, args, pdir / "adapter.log").start()
             started.append(adapter)
             partners[name] = Partner(
-                dep, pdir, adapter, descriptor, [c for c, _ in witnesses[name]]
+                dep, pdir, nodes[name], adapter, descriptor, [c for c, _ in witnesses[name]]
             )
         for partner in partners.values():
             wait_for_file(partner.descriptor, partner.adapter, timeout_s=timeout_s)

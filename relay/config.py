@@ -405,7 +405,11 @@ class AuditSinkConfig(_Model):
     ``in_process``, a reference judicial chain held in the relay's process, optionally
     served with the partner AdapterService on ``listen`` (TLS with ``tls_cert`` and
     ``tls_key``) so courts and the demo read the checkpoints back with proofs;
-    ``descriptor_out`` receives its chain descriptor (JSON), naming ``tls_ca`` as the CA."""
+    ``descriptor_out`` receives its chain descriptor (JSON), naming ``tls_ca`` as the CA.
+    Or ``endpoint``: a judicial chain in its own process (``python -m adapters.judicial``),
+    reached over relay.sink.v1 with mutual TLS: ``tls_ca`` is then its CA, ``tls_cert`` and
+    ``tls_key`` the relay's client certificate, ``server_name`` overrides the name checked;
+    failed publications are retried, backing off up to ``retry_max``."""
 
     in_process: bool = True
     chain_id: str = Field(default="judicial-chain", min_length=1, max_length=50)
@@ -414,6 +418,28 @@ class AuditSinkConfig(_Model):
     tls_key: FilePath | None = None
     tls_ca: FilePath | None = None  # the CA readers trust (default: tls_cert itself)
     descriptor_out: FilePath | None = None
+    endpoint: Address | None = None
+    server_name: str | None = Field(default=None, min_length=1, max_length=253)
+    retry_max: Seconds = 30.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _remote_default(cls, data: object) -> object:
+        # An endpoint means the remote sink: in_process is false unless set explicitly.
+        if isinstance(data, Mapping) and data.get("endpoint") and "in_process" not in data:
+            return {**data, "in_process": False}
+        return data
+
+    @model_validator(mode="after")
+    def _remote(self) -> AuditSinkConfig:
+        if self.endpoint is None:
+            return self
+        if self.in_process:
+            raise ValueError("endpoint (a remote judicial chain) excludes in_process: true")
+        missing = [n for n in ("tls_ca", "tls_cert", "tls_key") if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"endpoint needs {', '.join(missing)} (mutual TLS)")
+        return self
 
 
 class AuditConfig(_Model):

@@ -9,6 +9,13 @@ status, the freezes on the debtor's accounts and a patent's assignment history. 
 is printed, its evidence written to ``OUT/evidence/`` and checked offline against
 ``OUT/anchors.yaml`` (the trust anchors a court would hold) and the relay's public key.
 
+The judicial chain (issue 7) runs too, as a fifth process (``python -m adapters.judicial``):
+the relay publishes its signed audit checkpoints there. After the session the demo checks
+the audit (:func:`check_audit`): every query of the session is in the log with the digest
+of each evidence, the court proves each of its entries' inclusion, the log is exported to
+``OUT/audit-export.json`` and verified end to end, and the checkpoint covering the session
+is read back from the judicial chain and verified from that chain's trust anchor.
+
 Without ``--once`` it keeps everything running until Ctrl-C (printing how to ask with
 ``relay query``); with ``--once`` it stops everything and exits 0. Every child runs in its
 own process group and is stopped with SIGTERM, then SIGKILL: nothing is left behind.
@@ -172,9 +179,14 @@ class Demo:
         self.web_url = ""
         self.access_pki: Any = None
         self.institutions: dict[str, str] = {}
+        # The judicial chain (issue 7): its process and its descriptor file.
+        self.judicial: Any = None
+        self.judicial_descriptor = self.run_dir / "judicial" / "descriptor.json"
 
     def children(self) -> list[Any]:
         out = [c for p in self.partners.values() for c in p.children()]
+        if self.judicial is not None:
+            out.append(self.judicial)
         return [*out, self.relay] if self.relay is not None else out
 
     def start(
@@ -194,13 +206,7 @@ class Demo:
         names = tuple(names or self.launch.DEPLOYMENTS)
         pki = self.write_pki(names)
         say(f"development PKI (court, partner, operator certificates) in {pki.directory}")
-        self.partners = self.launch.start_partners(
-            self.run_dir / "partners", pki, block_interval=self.block_interval, names=names
-        )
-        for p in self.partners.values():
-            witnesses = f", {len(p.witnesses)} witness processes" if p.witnesses else ""
-            say(f"started {p.deployment.name:<10} {p.chain_id} (mutual TLS{witnesses})")
-        ops_port, web_port = free_port(), free_port()
+        ops_port, web_port, judicial_port = free_port(), free_port(), free_port()
         self.setup = write_dev_setup(
             self.run_dir / "relay",
             pki=pki,
@@ -210,8 +216,22 @@ class Demo:
                 # Quick recovery when an adapter comes back (a demo, not production tuning).
                 "adapters": {"deadline": "3s", "retries": 1, "breaker_reset": "1s"},
                 "access": self.access_config(),
+                "audit": self.audit_config(pki, judicial_port),
                 **(relay_overrides or {}),
             },
+        )
+        # The judicial chain starts while the partners do (it only needs the relay's key).
+        self.start_judicial(pki, judicial_port, wait=False)
+        self.partners = self.launch.start_partners(
+            self.run_dir / "partners", pki, block_interval=self.block_interval, names=names
+        )
+        for p in self.partners.values():
+            witnesses = f", {len(p.witnesses)} witness processes" if p.witnesses else ""
+            say(f"started {p.deployment.name:<10} {p.chain_id} (mutual TLS{witnesses})")
+        self.launch.wait_for_file(self.judicial_descriptor, self.judicial, timeout_s=30.0)
+        say(
+            f"started judicial   {self.judicial_chain_id()} (audit checkpoints of the relay, "
+            "mutual TLS)"
         )
         self.start_relay()
         say(f"relay serving on {self.setup.grpc_address} (SQLite {self.run_dir}/relay/relay.db)")
@@ -320,6 +340,52 @@ class Demo:
                     f"proposal of {partner.chain_id} not applied: {approved.proposal}"
                 )
 
+    # --- the judicial chain (issue 7) ---
+
+    def audit_config(self, pki: Any, port: int) -> dict[str, Any]:
+        """The relay's audit section: a checkpoint every second (a demo, not production
+        tuning), published to the judicial chain process on ``port``."""
+        return {
+            "checkpoint_interval": "1s",
+            "sink": {
+                "endpoint": f"localhost:{port}",
+                "tls_ca": str(pki.ca_cert),
+                "tls_cert": str(pki.server_cert),
+                "tls_key": str(pki.server_key),
+            },
+        }
+
+    def relay_signer(self) -> Any:
+        from relay.engine.evidence import RelaySigner
+
+        return RelaySigner.ed25519(key_id=self.setup.key_id, seed=self.setup.signing_seed)
+
+    def start_judicial(
+        self, pki: Any, port: int, *, wait: bool = True, timeout_s: float = 30.0
+    ) -> None:
+        """Start the judicial chain (``python -m adapters.judicial``) on ``port``, taking the
+        checkpoints signed with the relay's key only; with ``wait``, until it serves."""
+        from relay.audit.sink import relay_vkey
+
+        directory = self.judicial_descriptor.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        self.judicial_descriptor.unlink(missing_ok=True)
+        vkey = relay_vkey(self.relay_signer().relay_key())
+        args = ["-m", "adapters.judicial", "--state", str(directory / "state")]
+        args += ["--listen", f"127.0.0.1:{port}", "--server-name", "localhost"]
+        args += ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
+        args += ["--tls-ca", str(pki.ca_cert), "--tls-client-ca", str(pki.ca_cert)]
+        args += ["--relay-vkey", vkey, "--block-interval", str(self.block_interval)]
+        args += ["--descriptor-out", str(self.judicial_descriptor)]
+        self.judicial = self.launch.Child("judicial", args, directory / "judicial.log").start()
+        if wait:
+            self.launch.wait_for_file(self.judicial_descriptor, self.judicial, timeout_s=timeout_s)
+
+    def judicial_chain_id(self) -> str:
+        from adapters.judicial import CHAIN_ID
+
+        return CHAIN_ID
+
     def start_relay(self, *, timeout_s: float = 60.0) -> None:
         from relay.service.devconfig import wait_serving
 
@@ -330,6 +396,9 @@ class Demo:
         wait_serving(self.setup.health_address, timeout_s=timeout_s, process=self.relay.process)
 
     def stop(self) -> None:
+        # The relay first: its last audit checkpoint still reaches the judicial chain.
+        if self.relay is not None:
+            self.launch.terminate([self.relay])
         self.launch.terminate(self.children())
 
     # --- talking to the relay ---
@@ -369,7 +438,6 @@ class Demo:
         """The anchor set a court holds: every chain's descriptor anchor, the relay key."""
         from google.protobuf import json_format
 
-        from relay.engine.evidence import RelaySigner
         from relay.pb.relay.v1 import types_pb2 as pb
         from relay.verify.anchors import anchor_set
 
@@ -377,8 +445,7 @@ class Demo:
             json_format.Parse(p.descriptor.read_text(), pb.ChainDescriptor())
             for p in self.partners.values()
         ]
-        signer = RelaySigner.ed25519(key_id=self.setup.key_id, seed=self.setup.signing_seed)
-        return anchor_set(descriptors, relay_keys=[signer.relay_key()])
+        return anchor_set(descriptors, relay_keys=[self.relay_signer().relay_key()])
 
 
 # --------------------------------------------------------------------------- the session
@@ -389,6 +456,7 @@ class Answer:
     title: str
     text: str
     evidence: list[tuple[str, Any]]  # (file name, pb.Evidence)
+    method: str = ""  # the QueryService method that answered (one call per answer)
 
 
 def court_session(demo: Demo, picks: Picks) -> Iterator[Answer]:
@@ -416,6 +484,7 @@ def court_session(demo: Demo, picks: Picks) -> Iterator[Answer]:
             f"1. Who owns flat {picks.flat.registry}/{picks.flat.id}?",
             render.ownership_answer(own),
             [("01-flat-ownership.json", own.evidence)] if own.HasField("evidence") else [],
+            "GetOwnership",
         )
         holdings = list(
             stub.ListHoldings(
@@ -433,6 +502,7 @@ def court_session(demo: Demo, picks: Picks) -> Iterator[Answer]:
             f"2. What does debtor {picks.debtor.name} ({picks.debtor.id}) hold, in every system?",
             "\n\n".join(render.holdings_answer(a) for a in holdings),
             files,
+            "ListHoldings",
         )
         credit = stub.GetCreditStatus(
             q.GetCreditStatusRequest(party=debtor, case_ref=case(pb.CASE_PURPOSE_INVESTIGATION)),
@@ -446,6 +516,7 @@ def court_session(demo: Demo, picks: Picks) -> Iterator[Answer]:
                 for f in credit.findings
                 if f.HasField("evidence")
             ],
+            "GetCreditStatus",
         )
         for n, account in enumerate(picks.accounts, 1):
             acc = stub.GetAccount(
@@ -456,6 +527,7 @@ def court_session(demo: Demo, picks: Picks) -> Iterator[Answer]:
                 f"4.{n} Balance and court freezes of account {account.registry}/{account.id}",
                 render.account_answer(acc),
                 [(f"04-account-{n}.json", acc.evidence)] if acc.HasField("evidence") else [],
+                "GetAccount",
             )
         if picks.patent is not None:
             hist = stub.GetHistory(
@@ -468,12 +540,19 @@ def court_session(demo: Demo, picks: Picks) -> Iterator[Answer]:
                 f"5. Assignment and licence history of patent {picks.patent.id}",
                 render.history_answer(hist),
                 [("05-patent-history.json", hist.evidence)] if hist.HasField("evidence") else [],
+                "GetHistory",
             )
 
 
-def run_session(demo: Demo, picks: Picks, *, say: Callable[[str], None]) -> tuple[int, int]:
+def run_session(
+    demo: Demo,
+    picks: Picks,
+    *,
+    say: Callable[[str], None],
+    answers: list[Answer] | None = None,
+) -> tuple[int, int]:
     """Run the session, write and check every evidence file; (files written, files that
-    failed the offline check)."""
+    failed the offline check). Each answer is also appended to ``answers``."""
     from google.protobuf import json_format
 
     from relay.verify.evidence import verify_evidence
@@ -485,6 +564,8 @@ def run_session(demo: Demo, picks: Picks, *, say: Callable[[str], None]) -> tupl
     evidence_dir.mkdir(parents=True)
     written = failed = 0
     for answer in court_session(demo, picks):
+        if answers is not None:
+            answers.append(answer)
         say("\n" + "=" * 78 + f"\n{answer.title}\n" + "-" * 78 + f"\n{answer.text}")
         for name, evidence in answer.evidence:
             path = evidence_dir / name
@@ -510,6 +591,170 @@ def write_anchors_file(demo: Demo) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------- the audit
+
+
+def _court_entries(audit: Any) -> list[Any]:
+    """Every audit entry of the demo court (AuditService.ListMyEntries, page by page)."""
+    from relay.pb.relay.v1 import audit_pb2
+
+    entries: list[Any] = []
+    start = 0
+    while True:
+        page = audit.ListMyEntries(
+            audit_pb2.ListMyAuditEntriesRequest(start_index=start, page_size=1000), timeout=10
+        )
+        entries += page.entries
+        if not page.next_index:
+            return entries
+        start = page.next_index
+
+
+def check_audit(
+    demo: Demo, answers: Sequence[Answer], *, say: Callable[[str], None], timeout_s: float = 60.0
+) -> dict[str, Any]:
+    """After the court session (issue 7): every query of the session is in the relay's audit
+    log, with the digest of every evidence the court got, and the court proves each entry's
+    inclusion in a signed checkpoint covering the session; the log is exported into the
+    output folder and checked end to end (``relay audit export`` / ``relay audit verify``
+    against ``anchors.yaml``); the checkpoint is read back from the judicial chain process
+    and verified from that chain's trust anchor (validator-signed header, ICS-23 proof,
+    relay signature). Returns the audit summary; ``problems`` lists what failed."""
+    import argparse
+    import asyncio
+
+    import grpc
+    from google.protobuf import json_format
+
+    from relay.audit.checkpoint import TREE_HASHER, open_checkpoint
+    from relay.audit.entry import decode_entry
+    from relay.audit.export import cmd_export, cmd_verify
+    from relay.audit.sink import NotPublishedError, read_published_checkpoint
+    from relay.pb.relay.v1 import audit_pb2, audit_pb2_grpc
+    from relay.pb.relay.v1 import types_pb2 as pb
+    from relay.service.client import ClientTls
+    from relay.verify.errors import VerificationError
+    from relay.verify.merkle.rfc6962 import verify_inclusion
+
+    say("\n" + "=" * 78 + "\nAudit: the session in the relay's tamper-evident log\n" + "-" * 78)
+    problems: list[str] = []
+    relay_key = demo.relay_signer().relay_key()
+    asked = [a.method for a in answers]
+    end = time.monotonic() + timeout_s
+    with demo.channel() as ch:
+        audit = audit_pb2_grpc.AuditServiceStub(ch)  # type: ignore[no-untyped-call]
+        session = [
+            (e, d)
+            for e in _court_entries(audit)
+            if (d := decode_entry(e.entry))["kind"] == "query"
+            and d["case_number"] == CASE["case_number"]
+        ]
+        recorded = [str(d["method"]).rsplit("/", 1)[1] for _, d in session]
+        if recorded != asked:
+            problems.append(f"the log records the queries {recorded}, the court asked {asked}")
+        digests = {x for _, d in session for x in d["evidence_digests"]}
+        evidence = [
+            hashlib.sha256(e.SerializeToString(deterministic=True)).hexdigest()
+            for a in answers
+            for _, e in a.evidence
+        ]
+        unrecorded = [x for x in evidence if x not in digests]
+        if unrecorded:
+            problems.append(f"{len(unrecorded)} evidence digests are not in the log")
+        last = max((e.index for e, _ in session), default=0)
+        while True:  # a checkpoint covering the session (one is signed every second)
+            try:
+                cp = audit.GetCheckpoint(audit_pb2.GetAuditCheckpointRequest(), timeout=10)
+                if cp.size > last:
+                    break
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+            if time.monotonic() > end:
+                raise TimeoutError(f"no audit checkpoint covered the session in {timeout_s} s")
+            time.sleep(0.2)
+        checkpoint = open_checkpoint(cp.note, relay_key=relay_key)
+        proven = 0
+        for e, _ in session:
+            proof = audit.GetInclusionProof(
+                audit_pb2.GetAuditInclusionProofRequest(index=e.index, tree_size=checkpoint.size),
+                timeout=10,
+            )
+            try:
+                if proof.entry != e.entry:
+                    raise VerificationError("the proven entry is not the listed one")
+                verify_inclusion(
+                    hasher=TREE_HASHER,
+                    index=proof.index,
+                    size=checkpoint.size,
+                    leaf_hash=TREE_HASHER.hash_leaf(proof.entry),
+                    proof=list(proof.hashes),
+                    root=checkpoint.root_hash,
+                )
+                proven += 1
+            except VerificationError as err:
+                problems.append(f"inclusion proof of entry {e.index}: {err.message}")
+    say(
+        f"   {len(recorded)} queries of case {CASE['case_number']} in the log "
+        f"({len(asked)} asked), {len(evidence) - len(unrecorded)} of {len(evidence)} evidence "
+        f"digests recorded"
+    )
+    say(
+        f"   the court proved each of its {proven} entries in checkpoint {checkpoint.size} "
+        f"(RFC 6962 inclusion, signed by relay key {relay_key.key_id})"
+    )
+    export = demo.out / "audit-export.json"
+    anchors = demo.out / "anchors.yaml"
+    say(f"   $ relay audit export --config {demo.setup.config} --out {export}")
+    if cmd_export(argparse.Namespace(config=str(demo.setup.config), out=str(export))) != 0:
+        problems.append("relay audit export failed")
+    say(f"   $ relay audit verify --export {export} --anchors {anchors}")
+    verified = cmd_verify(argparse.Namespace(export=str(export), anchors=str(anchors))) == 0
+    if not verified:
+        problems.append("relay audit verify failed")
+    descriptor = json_format.Parse(demo.judicial_descriptor.read_text(), pb.ChainDescriptor())
+    cert, key = demo.access_pki.clients[COURT_IDENTITY]
+    tls = ClientTls.from_files(ca=demo.access_pki.ca_cert, cert=cert, key=key)
+    published = None
+    while published is None:
+        try:
+            published = asyncio.run(
+                read_published_checkpoint(
+                    descriptor=descriptor, size=checkpoint.size, relay_key=relay_key, tls=tls
+                )
+            )
+        except (NotPublishedError, grpc.RpcError) as err:
+            if time.monotonic() > end:
+                problems.append(f"checkpoint {checkpoint.size} not on the judicial chain: {err}")
+                break
+            time.sleep(0.2)
+        except VerificationError as err:
+            problems.append(f"checkpoint on the judicial chain does not verify: {err.message}")
+            break
+    if published is not None:
+        say(
+            f"   checkpoint {published.size} is on the judicial chain {descriptor.chain_id} at "
+            f"height {published.height}: header verified from the chain's validators, ICS-23 "
+            "proof and relay signature verified"
+        )
+    for problem in problems:
+        say(f"   AUDIT PROBLEM: {problem}")
+    return {
+        "session_queries": len(asked),
+        "recorded_queries": len(recorded),
+        "inclusion_proofs_verified": proven,
+        "evidence_digests": len(evidence),
+        "evidence_digests_recorded": len(evidence) - len(unrecorded),
+        "checkpoint_size": checkpoint.size,
+        "export": str(export),
+        "export_verified": verified,
+        "judicial_chain": descriptor.chain_id,
+        "judicial_height": published.height if published is not None else None,
+        "judicial_descriptor": str(demo.judicial_descriptor),
+        "problems": problems,
+    }
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -530,6 +775,9 @@ def instructions(demo: Demo, picks: Picks) -> str:
             f"  relay query holdings --config {config} {case} --id {picks.debtor.id}",
             f"  relay query credit --config {config} {case} --id {picks.debtor.id}",
             f"  relay verify --anchors {demo.out / 'anchors.yaml'} {demo.out / 'evidence'}/*.json",
+            f"  relay audit export --config {config} --out {demo.out / 'audit-export.json'}",
+            f"  relay audit verify --export {demo.out / 'audit-export.json'} "
+            f"--anchors {demo.out / 'anchors.yaml'}",
             *(
                 [
                     f"  curl --cacert {demo.setup.pki.ca_cert} {demo.ops_url}/metrics",
@@ -569,10 +817,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             say(f"   {i.chain_id:<28} verified height {i.trusted_height}")
         anchors_path = write_anchors_file(demo)
         say(f"trust anchors written to {anchors_path}")
-        written, failed = run_session(demo, picks, say=say)
+        answers: list[Answer] = []
+        written, failed = run_session(demo, picks, say=say, answers=answers)
+        audit = check_audit(demo, answers, say=say)
         summary = {
             "evidence_files": written,
             "failed_offline_checks": failed,
+            "audit": audit,
             "out": str(demo.out),
             "seconds": round(time.monotonic() - started, 1),
         }
@@ -581,7 +832,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"\n{written} evidence files in {demo.out / 'evidence'}, "
             f"{written - failed} verified offline against {anchors_path.name}"
         )
-        if failed:
+        if failed or audit["problems"]:
             return EXIT_FAILED
         if args.once:
             return EXIT_OK

@@ -28,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay.pb.relay.adapter.v1 import adapter_pb2, adapter_pb2_grpc
+from relay.pb.relay.sink.v1 import sink_pb2, sink_pb2_grpc
 from relay.pb.relay.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -51,6 +52,7 @@ MODULES = {
     "relay/v1/admin.proto": admin_pb2,
     "relay/v1/audit.proto": audit_pb2,
     "relay/adapter/v1/adapter.proto": adapter_pb2,
+    "relay/sink/v1/sink.proto": sink_pb2,
 }
 
 
@@ -209,12 +211,21 @@ RPCS: dict[str, dict[str, tuple[str, str, bool]]] = {
             True,
         ),
     },
+    "relay.sink.v1.SinkService": {
+        "Publish": ("relay.sink.v1.PublishRequest", "relay.sink.v1.PublishResponse", False),
+        "GetPublished": (
+            "relay.sink.v1.GetPublishedRequest",
+            "relay.sink.v1.GetPublishedResponse",
+            False,
+        ),
+    },
 }
 SERVICE_MODULES = {
     "relay.v1.QueryService": (query_pb2, query_pb2_grpc),
     "relay.v1.AdminService": (admin_pb2, admin_pb2_grpc),
     "relay.v1.AuditService": (audit_pb2, audit_pb2_grpc),
     "relay.adapter.v1.AdapterService": (adapter_pb2, adapter_pb2_grpc),
+    "relay.sink.v1.SinkService": (sink_pb2, sink_pb2_grpc),
 }
 # The one response shared by two RPCs (compatibility rule 4 in types.proto).
 SHARED_RESPONSES = {"relay.adapter.v1.QueryResult"}
@@ -926,6 +937,15 @@ relay.v1.AuditEntry.entry 2 bytes
 relay.v1.AuditEntry.leaf_hash 3 bytes
 relay.v1.ListMyAuditEntriesResponse.entries 1 repeated relay.v1.AuditEntry
 relay.v1.ListMyAuditEntriesResponse.next_index 2 uint64
+relay.sink.v1.PublishRequest.note 1 bytes
+relay.sink.v1.PublishRequest.consistency_proof 2 repeated bytes
+relay.sink.v1.PublishResponse.height 1 uint64
+relay.sink.v1.PublishResponse.key 2 bytes
+relay.sink.v1.PublishResponse.size 3 uint64
+relay.sink.v1.GetPublishedResponse.size 1 uint64
+relay.sink.v1.GetPublishedResponse.note 2 bytes
+relay.sink.v1.GetPublishedResponse.key 3 bytes
+relay.sink.v1.GetPublishedResponse.height 4 uint64
 relay.adapter.v1.DescribeResponse.chain_id 1 string
 relay.adapter.v1.DescribeResponse.client_type 2 relay.v1.ClientType
 relay.adapter.v1.DescribeResponse.capabilities 3 repeated relay.adapter.v1.Capability

@@ -3,24 +3,36 @@ reference deployments (adapters/) and the relay as child processes, as ``relay d
 them. ``relay demo --once`` exits 0 with evidence that verifies offline and leaves no
 process; a bank chain switched to equivocate is frozen (CHAIN_FROZEN) while the others
 answer; an adapter killed while queries run gives ADAPTER_UNAVAILABLE and recovers when
-restarted; a registry whose witnesses stop cosigning is answered with the weaker
-assurance (and restarts from its journal without a split view); a relay killed with
-SIGKILL resumes with its chains and trust, nothing lost or doubled."""
+restarted, while its chain node (a separate process) keeps producing blocks; a registry
+whose witnesses stop cosigning is answered with the weaker assurance (and its node restarts
+from its journal without a split view); a relay killed with
+SIGKILL resumes with its chains and trust, nothing lost or doubled.
+
+Issue 7 on the same demo run: every query of the court session is in the audit log, with a
+court's inclusion proof; the export verifies, and deleting or editing one row of the audit
+table (the relay stopped) is caught by ``relay audit verify`` on a fresh export and by the
+next start's check and checkpoint; the checkpoints are on the judicial chain process,
+restarted from its journal, with proofs that verify from its trust anchor."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 
 from relay.demo import CASE, Demo, choose
 from relay.pb.relay.v1 import query_pb2 as q
@@ -67,6 +79,12 @@ def reason_of(call: Callable[[], Any]) -> str:
     except grpc.RpcError as e:
         return describe_rpc_error(e).reason or e.code().name
     return ""
+
+
+def node_height(url: str) -> int:
+    """The newest height a BFT partner node reports on its own RPC (``/status``)."""
+    with urllib.request.urlopen(url + "/status", timeout=5) as answer:
+        return int(json.loads(answer.read())["result"]["sync_info"]["latest_block_height"])
 
 
 def check(demo: Demo, evidence: pb.Evidence) -> None:
@@ -119,6 +137,166 @@ def test_relay_demo_once_exits_zero_with_verifiable_evidence(tmp_path: Path) -> 
     )
     assert verify.returncode == 0, verify.stdout[-2000:] + verify.stderr[-2000:]
     assert not children_with(str(out)), "relay demo left processes behind"
+    audit = summary["audit"]
+    assert audit["problems"] == []
+    assert audit["recorded_queries"] == audit["session_queries"] >= 5
+    assert audit["inclusion_proofs_verified"] == audit["session_queries"]
+    assert audit["evidence_digests_recorded"] == audit["evidence_digests"] == len(files)
+    assert audit["export_verified"] and audit["judicial_height"] > 0
+    assert "audit log verified" in text and "is on the judicial chain" in text
+    _checkpoints_on_the_restarted_judicial_chain(out, audit)
+    _tampered_audit_rows_are_detected(out)
+
+
+def _relay_signer(out: Path) -> Any:
+    from relay.config import load_config, load_signing_key
+    from relay.service.app import make_signer
+
+    return make_signer(load_signing_key(load_config(out / "run" / "relay" / "relay.yaml")))
+
+
+def _checkpoints_on_the_restarted_judicial_chain(out: Path, audit: dict[str, Any]) -> None:
+    """The judicial chain process, restarted from its journal, holds the relay's
+    checkpoints; each one read back verifies from the chain's trust anchor."""
+    from google.protobuf import json_format
+
+    from relay.audit.sink import NotPublishedError, read_published_checkpoint, relay_vkey
+    from relay.service.client import ClientTls
+
+    run, pki = out / "run", out / "run" / "pki"
+    relay_key = _relay_signer(out).relay_key()
+    descriptor_file = run / "judicial" / "restarted.json"
+    args = ["-m", "adapters.judicial", "--state", str(run / "judicial" / "state")]
+    args += ["--listen", "127.0.0.1:0", "--server-name", "localhost", "--block-interval", "0"]
+    args += ["--tls-cert", str(pki / "relay.pem"), "--tls-key", str(pki / "relay.key")]
+    args += ["--tls-ca", str(pki / "ca.pem"), "--tls-client-ca", str(pki / "ca.pem")]
+    args += ["--relay-vkey", relay_vkey(relay_key)]
+    judicial = subprocess.Popen(
+        [sys.executable, *args, "--descriptor-out", str(descriptor_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        until("judicial chain restarted", descriptor_file.exists, timeout_s=30)
+        descriptor = json_format.Parse(descriptor_file.read_text(), pb.ChainDescriptor())
+        tls = ClientTls.from_files(
+            ca=pki / "ca.pem", cert=pki / "court-bj-chaoyang.pem", key=pki / "court-bj-chaoyang.key"
+        )
+        exported = json.loads((out / "audit-export.json").read_text())
+        sizes = [c["size"] for c in exported["checkpoints"]]
+        assert audit["checkpoint_size"] in sizes
+        for size in sizes:
+            try:
+                got = asyncio.run(
+                    read_published_checkpoint(
+                        descriptor=descriptor, size=size, relay_key=relay_key, tls=tls
+                    )
+                )
+            except NotPublishedError:
+                # Only the relay's last checkpoint, signed as it stopped, may have missed the
+                # judicial chain (publication gets a bounded time at stop; the relay's next
+                # start sends it).
+                assert size == sizes[-1] > audit["checkpoint_size"]
+                continue
+            assert (got.size, got.note.decode()) == (
+                size,
+                exported["checkpoints"][sizes.index(size)]["note"],
+            )
+    finally:
+        judicial.terminate()
+        judicial.wait(10)
+
+
+def _tampered_audit_rows_are_detected(out: Path) -> None:
+    """One row of the audit table deleted, or edited, in the stopped relay's database: a
+    fresh export fails ``relay audit verify`` naming the check, and the next start finds it
+    and refuses to sign a checkpoint over it."""
+    from relay.audit.export import AuditCheckFailed, build_export, read_sqlite, verify_export
+    from relay.audit.log import AuditIntegrityError, AuditLog
+    from relay.cli import main
+    from relay.store import SQLiteStore
+
+    config = out / "run" / "relay" / "relay.yaml"
+    db = out / "run" / "relay" / "relay.db"
+    anchors = out / "anchors.yaml"
+    signer = _relay_signer(out)
+    session = [
+        i for i, leaf in enumerate(read_sqlite(db)[0]) if CASE["case_number"].encode() in leaf.entry
+    ]
+    assert session
+    row = session[len(session) // 2]
+
+    def copy(name: str) -> Path:
+        target = out / name
+        with (
+            contextlib.closing(sqlite3.connect(db)) as src,
+            contextlib.closing(sqlite3.connect(target)) as dst,
+        ):
+            src.backup(dst)
+        return target
+
+    def execute(path: Path, sql: str, *args: Any) -> None:
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+            assert conn.execute(sql, args).rowcount == 1
+
+    async def next_start(path: Path) -> None:
+        store = await SQLiteStore.open(path)
+        try:
+            audit = await AuditLog.open(store=store, signer=signer)
+            assert audit.integrity_error is not None
+            before = await store.audit_checkpoints()
+            with pytest.raises(AuditIntegrityError):
+                await audit.checkpoint()
+            assert await store.audit_checkpoints() == before
+            await audit.close()
+        finally:
+            await store.close()
+
+    edited, rehashed = copy("edited.db"), copy("rehashed.db")
+    entry = read_sqlite(db)[0][row].entry
+    forged = entry.replace(CASE["case_number"].encode(), "(2026)京0105执9999号".encode())
+    execute(edited, "UPDATE audit_leaves SET entry = ? WHERE idx = ?", forged, row)
+    from relay.audit.checkpoint import TREE_HASHER
+
+    execute(
+        rehashed,
+        "UPDATE audit_leaves SET entry = ?, leaf_hash = ? WHERE idx = ?",
+        forged,
+        TREE_HASHER.hash_leaf(forged),
+        row,
+    )
+    for path, check in ((edited, "leaf hash"), (rehashed, "checkpoint root")):
+        leaves, checkpoints = read_sqlite(path)
+        doc = build_export(relay_key=signer.relay_key(), leaves=leaves, checkpoints=checkpoints)
+        with pytest.raises(AuditCheckFailed) as failed:
+            verify_export(json.dumps(doc).encode(), relay_key=signer.relay_key())
+        assert failed.value.check == check
+        asyncio.run(next_start(path))
+    # Deleted, in the relay's own database, through the commands an auditor runs.
+    shutil.copy(out / "audit-export.json", out / "audit-export.before.json")
+    execute(db, "DELETE FROM audit_leaves WHERE idx = ?", row)
+    export = out / "audit-export.after.json"
+    assert main(["audit", "export", "--config", str(config), "--out", str(export)]) == 0
+    verify = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "relay.cli",
+            "audit",
+            "verify",
+            "--export",
+            str(export),
+            "--anchors",
+            str(anchors),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert verify.returncode == 1, verify.stdout + verify.stderr
+    assert f"leaf {row} is missing" in verify.stdout
+    asyncio.run(next_start(db))
 
 
 def test_equivocating_bank_is_frozen_while_others_answer(tmp_path: Path) -> None:
@@ -161,8 +339,12 @@ def test_adapter_killed_mid_query_is_unavailable_then_recovers(tmp_path: Path) -
             try:
                 until("queries answered", lambda: reasons.count("") >= 3)
                 partner = demo.partners["realestate"]
+                before = node_height(partner.node_url)
                 partner.adapter.kill()  # SIGKILL while queries are in flight
                 until("ADAPTER_UNAVAILABLE", lambda: "ADAPTER_UNAVAILABLE" in reasons)
+                # The partner's node is another process: it goes on making blocks.
+                until("node producing", lambda: node_height(partner.node_url) > before + 1)
+                assert partner.node.running
                 partner.restart_adapter()
                 answered = len(reasons)
                 until("recovered", lambda: "" in reasons[answered:])
@@ -202,8 +384,8 @@ def test_registry_without_witness_cosignatures_has_weaker_assurance(tmp_path: Pa
             # The registry restarts from its journal and serves the checkpoints it published
             # (cosigned or not) byte for byte: the relay sees no split view.
             partner = demo.partners["ip"]
-            partner.adapter.kill()
-            partner.restart_adapter()
+            partner.node.kill()
+            partner.restart_node()  # the adapter stays up and reads the restarted node
             again = until(
                 "answers after the registry restarted",
                 lambda: reason_of(lambda: relay.GetHistory(history, timeout=10)) == "",

@@ -483,8 +483,13 @@ def test_sample_records_are_realistic_and_hold_no_raw_identifiers(domain: int) -
         if isinstance(record, pb.OwnershipRecord):
             if domain == pb.DOMAIN_REAL_ESTATE:
                 assert re.fullmatch(r"110105-\d{4}-\d{4}", record.asset.id)
-            else:
+            elif record.asset.kind == pb.ASSET_KIND_PATENT:
                 assert re.fullmatch(r"ZL\d{12}\.[\dX]", record.asset.id)
+            elif record.asset.kind == pb.ASSET_KIND_TRADEMARK:
+                assert re.fullmatch(r"\d{8}", record.asset.id)
+            else:
+                assert record.asset.kind == pb.ASSET_KIND_COPYRIGHT
+                assert re.fullmatch(r"国作登字-\d{4}-[A-Z]-\d{8}|\d{4}SR\d{7}", record.asset.id)
             bps = [o.share.basis_points for o in record.owners if o.share.HasField("basis_points")]
             if bps and len(bps) == len(record.owners):
                 assert sum(bps) == 10_000

@@ -11,7 +11,7 @@ from typing import Any
 from relay.access.control import current_identity as _current_identity
 from relay.audit.log import AuditIntegrityError, AuditLog, AuditSink
 from relay.audit.recorder import AuditInterceptor
-from relay.audit.sink import JudicialChain, start_judicial_chain
+from relay.audit.sink import JudicialChain, RemoteChainSink, start_judicial_chain
 from relay.config import RelayConfig
 
 log = logging.getLogger("relay.audit")
@@ -34,6 +34,7 @@ class AuditRuntime:
     interceptor: AuditInterceptor
     judicial: JudicialChain | None = None
     services: list[tuple[str, Any]] = field(default_factory=list)
+    remote: RemoteChainSink | None = None
 
     async def stop(self, *, final_checkpoint: bool = True) -> None:
         """Stop checkpointing, commit what is pending, sign a last checkpoint."""
@@ -45,6 +46,9 @@ class AuditRuntime:
                 pass  # already reported; nothing is signed over a tampered log
             except Exception:  # the store may be going away: say so, do not mask stop
                 log.exception("final audit checkpoint failed")
+        if self.remote is not None:
+            # A bounded wait: what is not published now is queued again at the next start.
+            await self.remote.close(timeout_s=3.0)
         if self.judicial is not None:
             await self.judicial.stop()
 
@@ -57,8 +61,9 @@ def _identity() -> Any:
 async def start_audit(
     config: RelayConfig, *, store: Any, signer: Any, private_key: bytes, metrics: Any = None
 ) -> AuditRuntime:
-    """Open the audit log (checking the stored rows), start the judicial chain sink and
-    the periodic checkpoints."""
+    """Open the audit log (checking the stored rows), start the judicial chain sink (in
+    process, or :class:`RemoteChainSink` to ``audit.sink.endpoint``) and the periodic
+    checkpoints."""
     from relay.audit.service import AUDIT_SERVICE, AuditServicer
     from relay.pb.relay.v1 import audit_pb2_grpc
 
@@ -76,6 +81,22 @@ async def start_audit(
             descriptor_out=sink_config.descriptor_out,
         )
         sinks.append(judicial.sink)
+    remote = None
+    if sink_config is not None and sink_config.endpoint is not None:
+        from relay.service.client import ClientTls
+
+        assert sink_config.tls_ca and sink_config.tls_cert and sink_config.tls_key  # validated
+        remote = RemoteChainSink(
+            sink_config.endpoint,
+            tls=ClientTls.from_files(
+                ca=sink_config.tls_ca,
+                cert=sink_config.tls_cert,
+                key=sink_config.tls_key,
+                server_name=sink_config.server_name,
+            ),
+            retry_max_s=sink_config.retry_max,
+        )
+        sinks.append(remote)
     audit = await AuditLog.open(
         store=store,
         signer=signer,
@@ -89,5 +110,7 @@ async def start_audit(
         servicer = AuditServicer(audit, guard=guard, identity=_identity)
         audit_pb2_grpc.add_AuditServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
 
+    if remote is not None:
+        remote.attach(audit)  # stored checkpoints the judicial chain lacks are sent now
     audit.start_periodic(audit_config.checkpoint_interval)
-    return AuditRuntime(audit, interceptor, judicial, [(AUDIT_SERVICE, add)])
+    return AuditRuntime(audit, interceptor, judicial, [(AUDIT_SERVICE, add)], remote)

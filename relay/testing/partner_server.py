@@ -1,4 +1,8 @@
-"""A partner chain and its adapter as a real process: ``python -m relay.testing.partner_server``.
+"""A partner chain and its adapter as ONE real process: ``python -m relay.testing.partner_server``
+(the engine's own tests; the reference deployments in ``adapters/`` run the chain as a node,
+``python -m adapters.node``, and the adapter as a separate process reading it, both built on
+the chain, journal, fault-switch and activity code here: :func:`open_chain`,
+:func:`produce`, :func:`add_chain_args`).
 
 Serves ``relay.adapter.v1.AdapterService`` over gRPC with TLS for one test partner chain
 (:mod:`relay.testing.partners`) that it owns and advances: a BFT chain makes a block every
@@ -351,14 +355,11 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-async def serve(args: argparse.Namespace) -> int:
-    state_dir = Path(args.state)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    cert = _read(args.tls_cert, "TLS certificate")
-    key = _read(args.tls_key, "TLS key")
-    client_ca = _read(args.tls_client_ca, "client CA") if args.tls_client_ca else None
-    ca_pem = _read(args.tls_ca, "CA certificate") if args.tls_ca else cert
-
+def open_chain(
+    args: argparse.Namespace, state_dir: Path
+) -> tuple[Journal, BftPartnerChain | TlogPartnerRegistry]:
+    """The chain of ``args`` replayed from the journal in ``state_dir`` (created, and seeded
+    with sample data under ``--seed-data``, on first start)."""
     journal = Journal(state_dir, witnesses=args.witness)
     chain = journal.load(_config(args))
     if chain.height == 0:
@@ -370,6 +371,39 @@ async def serve(args: argparse.Namespace) -> int:
             if isinstance(chain, TlogPartnerRegistry):
                 chain.put_raw(b"relay.testing/genesis", chain.chain_id.encode())
             chain.commit()
+    return journal, chain
+
+
+async def produce(
+    chain: BftPartnerChain | TlogPartnerRegistry,
+    args: argparse.Namespace,
+    stop: asyncio.Event,
+    state_dir: Path,
+) -> None:
+    """Block (checkpoint) production until ``stop``: every ``--block-interval`` apply the
+    fault switches of ``state_dir``, make one synthetic change under ``--activity``, commit."""
+    switches = FaultSwitches(state_dir / FAULTS)
+    rng = random.Random(f"{chain.chain_id}/activity/{chain.height}")
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=args.block_interval)
+        if stop.is_set():
+            return
+        switches.apply(chain)
+        if args.activity and not chain.stalled:
+            activity_step(chain, rng)
+        chain.commit()
+
+
+async def serve(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    cert = _read(args.tls_cert, "TLS certificate")
+    key = _read(args.tls_key, "TLS key")
+    client_ca = _read(args.tls_client_ca, "client CA") if args.tls_client_ca else None
+    ca_pem = _read(args.tls_ca, "CA certificate") if args.tls_ca else cert
+
+    journal, chain = open_chain(args, state_dir)
     honest = PartnerAdapter(chain)
     adapter: PartnerAdapter = honest
     if args.fault:
@@ -401,20 +435,11 @@ async def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    async def produce() -> None:
-        rng = random.Random(f"{chain.chain_id}/activity/{chain.height}")
-        while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=args.block_interval)
-            if stop.is_set():
-                return
-            switches.apply(chain)
-            if args.activity and not chain.stalled:
-                activity_step(chain, rng)
-            chain.commit()
-
-    switches = FaultSwitches(state_dir / FAULTS)
-    producer = asyncio.create_task(produce()) if args.block_interval > 0 else None
+    producer = (
+        asyncio.create_task(produce(chain, args, stop, state_dir))
+        if args.block_interval > 0
+        else None
+    )
     await stop.wait()
     log.info("stopping: draining calls for up to %.1f s", args.grace)
     if producer is not None:
@@ -429,14 +454,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m relay.testing.partner_server",
         description="Serve a test partner chain's AdapterService over gRPC with TLS.",
     )
-    p.add_argument("--kind", choices=("bft", "tlog"), required=True)
     p.add_argument("--listen", required=True, help="HOST:PORT (port 0 picks a free port)")
-    p.add_argument("--state", required=True, help="directory of the chain's journal")
     p.add_argument("--tls-cert", required=True, help="server certificate chain (PEM)")
     p.add_argument("--tls-key", required=True, help="server private key (PEM)")
     p.add_argument("--tls-ca", help="CA (PEM) put in the descriptor; default: the certificate")
     p.add_argument("--tls-client-ca", help="require client certificates issued by this CA")
     p.add_argument("--server-name", help="TLS server name in the descriptor; default: host")
+    add_chain_args(p)
+    p.add_argument("--fault", choices=[f.name for f in Fault], help="serve this lie")
+    p.add_argument("--descriptor-out", help="write the chain descriptor (proto JSON) here")
+    p.add_argument("--grace", type=float, default=2.0, help="seconds to drain calls on stop")
+    return finish_chain_args(p.parse_args(argv))
+
+
+def add_chain_args(p: argparse.ArgumentParser) -> None:
+    """The flags naming a chain, its journal and its block production (shared with the
+    split chain node, ``python -m adapters.node``)."""
+    p.add_argument("--kind", choices=("bft", "tlog"), required=True)
+    p.add_argument("--state", required=True, help="directory of the chain's journal")
     p.add_argument("--chain-id", help="default: cn-bj-chaoyang-realestate / cn-cnipa-patents")
     p.add_argument("--domain", choices=sorted(DOMAINS), help="default: real-estate / ip")
     p.add_argument("--hash", choices=("sha256", "sm3"), default="sha256")
@@ -455,10 +490,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--block-interval", type=float, default=1.0, help="seconds; 0 = never")
     p.add_argument("--activity", action="store_true", help="one synthetic change per interval")
     p.add_argument("--seed-data", action="store_true", help="load sample data into a new chain")
-    p.add_argument("--fault", choices=[f.name for f in Fault], help="serve this lie")
-    p.add_argument("--descriptor-out", help="write the chain descriptor (proto JSON) here")
-    p.add_argument("--grace", type=float, default=2.0, help="seconds to drain calls on stop")
-    args = p.parse_args(argv)
+
+
+def finish_chain_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Defaults that depend on ``--kind``."""
     if args.chain_id is None:
         args.chain_id = "cn-bj-chaoyang-realestate" if args.kind == "bft" else "cn-cnipa-patents"
     if args.domain is None:

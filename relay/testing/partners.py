@@ -117,11 +117,11 @@ PROFILES: dict[int, ChainProfile] = {
     ),
     pb.DOMAIN_IP: ChainProfile(
         pb.DOMAIN_IP,
-        "国家知识产权局专利登记簿",
-        "CNIPA Patent Register Log",
+        "国家知识产权登记簿（专利、商标、著作权）",
+        "National IP Register Log (patents, trademarks, copyrights)",
         samples.uscc("110108", 11_000_002, authority="1", category="1"),
-        ("CNIPA",),
-        (pb.ASSET_KIND_PATENT,),
+        (samples.IP_REGISTRY, samples.COPYRIGHT_REGISTRY),
+        (pb.ASSET_KIND_PATENT, pb.ASSET_KIND_TRADEMARK, pb.ASSET_KIND_COPYRIGHT),
     ),
     pb.DOMAIN_CREDIT: ChainProfile(
         pb.DOMAIN_CREDIT,

@@ -5,8 +5,9 @@ well-formed identifiers (18-character resident ID numbers with their GB 11643 ch
 unified social credit codes with their GB 32100 check character), Chinese names, and the
 records partner chains hold about them under record schema 1 (see
 :mod:`relay.verify.records`): flats with owners, shares, mortgages and court seizures;
-patents with licences and pledges; dishonest-debtor listings and consumption restrictions;
-bank accounts with freezes. Case numbers follow the national format ("(2026)京0105执1234号"),
+patents, trademarks and copyrights with assignments, licences and pledges;
+dishonest-debtor listings and consumption restrictions; bank accounts with freezes. Case
+numbers follow the national format ("(2026)京0105执1234号"),
 patent numbers the CNIPA format with check digit ("ZL202310123456.X"), card numbers the Luhn
 rule.
 
@@ -30,6 +31,7 @@ PartyKeyFn = Callable[[int, str], bytes]
 
 DAY = 86_400
 _EPOCH_2015 = 1_420_070_400  # 2015-01-01T00:00:00Z
+_RECENT = 1_780_272_000  # 2026-06-01T00:00:00Z: the newest registered event
 
 
 # --- identifiers with check digits -----------------------------------------------------------
@@ -160,6 +162,11 @@ _FIRMS = (
     "启明软件",
     "嘉和餐饮管理",
 )
+IP_REGISTRY = "CNIPA"
+"""Registry code of patents and trademarks (China National Intellectual Property Administration)."""
+COPYRIGHT_REGISTRY = "CPCC"
+"""Registry code of copyright registrations (Copyright Protection Center of China)."""
+
 _REGIONS = ("110105", "110108", "110101", "310115", "440305")
 
 
@@ -434,92 +441,245 @@ _TITLES = (
 )
 
 
-def patents(g: _Gen, out: SampleSet, *, registry: str, count: int) -> None:
-    """Patents: owners (mostly companies), licences, pledges and court freezes."""
-    for i in range(count):
-        year = g.rng.randint(2016, 2024)
-        kind = g.rng.choice((1, 1, 2, 3))
-        number = patent_number(year, kind, g.rng.randint(100_000, 9_999_999))
-        asset = pb.AssetRef(kind=pb.ASSET_KIND_PATENT, registry=registry, id=number)
-        holder = g.people.debtor if i == 0 else g.rng.choice(g.people.orgs + g.people.persons[:6])
-        owners = [
+def _assignments(
+    g: _Gen, first: Party, registered: int, *, last: Party | None, reference: str
+) -> tuple[list[pb.HistoryEntry], Party, int]:
+    """The assignments (转让) of an IP right first registered to ``first`` at ``registered``:
+    none to three, each from the holder of the time to a new one, ending with ``last`` when
+    given (then at least one). Returns (entries, current holder, time of the last event)."""
+    candidates = list(g.people.orgs + g.people.persons[:6])
+    count = g.rng.choice((0, 0, 1, 1, 2, 3))
+    if last is not None:
+        count = max(count, 2 if g.rng.random() < 0.5 else 1)
+    entries: list[pb.HistoryEntry] = []
+    holder, at = first, registered
+    # Spread the assignments between registration and the recent past (never the future).
+    gap = max((_RECENT - registered) // (count + 1), 2 * DAY)
+    for n in range(count):
+        if last is not None and n == count - 1:
+            to = last
+        else:
+            to = g.rng.choice([p for p in candidates if p not in (holder, last)])
+        at += g.rng.randrange(gap // 2, gap) // DAY * DAY + 10 * 3600
+        entries.append(
+            pb.HistoryEntry(
+                kind=pb.HISTORY_EVENT_KIND_ASSIGNMENT,
+                from_parties=[g.recorded(holder)],
+                to_parties=[g.recorded(to)],
+                at=ts(at),
+                reference=reference.format(n=n + 1),
+            )
+        )
+        holder = to
+    return entries, holder, at
+
+
+def _licences(g: _Gen, holder: Party, since: int, *, reference: str) -> list[pb.HistoryEntry]:
+    """Licences (许可) the current holder granted: none to two."""
+    out = []
+    for n in range(g.rng.choice((0, 0, 1, 1, 2))):
+        licensee = g.rng.choice([o for o in g.people.orgs if o != holder])
+        at = since + g.rng.randrange(max(_RECENT - since, 2 * DAY)) // DAY * DAY + 3600
+        out.append(
+            pb.HistoryEntry(
+                kind=pb.HISTORY_EVENT_KIND_LICENCE,
+                from_parties=[g.recorded(holder)],
+                to_parties=[g.recorded(licensee)],
+                at=ts(at),
+                reference=reference.format(n=n + 1),
+                licence_type=g.rng.choice(
+                    (pb.LICENCE_TYPE_EXCLUSIVE, pb.LICENCE_TYPE_SOLE, pb.LICENCE_TYPE_ORDINARY)
+                ),
+                until=ts(at + 5 * 365 * DAY),
+            )
+        )
+    return out
+
+
+def _ip_encumbrances(g: _Gen, granted: int, *, frozen: bool) -> list[pb.Encumbrance]:
+    """A bank's pledge (质押) now and then; a court freeze when ``frozen`` or by chance."""
+    out: list[pb.Encumbrance] = []
+    year = granted // (365 * DAY) + 1970
+    if g.rng.random() < 0.25:
+        bank = g.rng.choice(BANKS)
+        out.append(
+            pb.Encumbrance(
+                kind=pb.ENCUMBRANCE_KIND_PLEDGE,
+                holder=g.recorded(bank.party()),
+                amount=cny(g.rng.randint(50, 500) * 10_000),
+                since=ts(granted + 200 * DAY),
+                status=pb.REGISTRATION_STATUS_REGISTERED,
+                registered_at=ts(granted + 201 * DAY),
+                rank=1,
+                reference=f"Y{year + 1}99000{g.rng.randint(10_000, 99_999)}",
+            )
+        )
+    if g.rng.random() < 0.15 or frozen:
+        court = g.court()
+        since = g.when(2025, 2026)
+        out.append(
+            pb.Encumbrance(
+                kind=pb.ENCUMBRANCE_KIND_FREEZE,
+                holder=g.court_party(court),
+                court=court.code,
+                case_number=g.case(court, "执"),
+                since=ts(since),
+                until=ts(since + 3 * 365 * DAY),
+                status=pb.REGISTRATION_STATUS_REGISTERED,
+                registered_at=ts(since + DAY),
+                rank=1,
+            )
+        )
+    return out
+
+
+def _ip_right(
+    g: _Gen,
+    out: SampleSet,
+    asset: pb.AssetRef,
+    *,
+    title: str,
+    certificate: str,
+    granted: int,
+    first_reference: str,
+    to_debtor: bool,
+    assignment_reference: str,
+    licence_reference: str,
+) -> None:
+    """One IP right: its ownership record (current holder, pledges, freezes) and its full
+    history (registration, assignments, licences), consistent with each other."""
+    candidates = g.people.orgs + g.people.persons[:6]
+    first = g.rng.choice([p for p in candidates if not to_debtor or p != g.people.debtor])
+    entries, holder, last_at = _assignments(
+        g,
+        first,
+        granted,
+        last=g.people.debtor if to_debtor else None,
+        reference=assignment_reference,
+    )
+    history = pb.AssetHistory(
+        asset=asset,
+        entries=[
+            pb.HistoryEntry(
+                kind=pb.HISTORY_EVENT_KIND_REGISTRATION,
+                to_parties=[g.recorded(first)],
+                at=ts(granted),
+                reference=first_reference,
+            ),
+            *entries,
+            *_licences(g, holder, last_at, reference=licence_reference),
+        ],
+    )
+    record = pb.OwnershipRecord(
+        asset=asset,
+        description=title,
+        owners=[
             pb.Owner(
                 party=g.recorded(holder),
                 share=pb.Share(basis_points=10_000),
                 co_ownership=pb.CO_OWNERSHIP_SOLE,
             )
-        ]
-        granted = g.when(min(year + 1, 2025), 2025)
-        encumbrances: list[pb.Encumbrance] = []
-        if g.rng.random() < 0.25:
-            bank = g.rng.choice(BANKS)
-            encumbrances.append(
-                pb.Encumbrance(
-                    kind=pb.ENCUMBRANCE_KIND_PLEDGE,
-                    holder=g.recorded(bank.party()),
-                    amount=cny(g.rng.randint(50, 500) * 10_000),
-                    since=ts(granted + 200 * DAY),
-                    status=pb.REGISTRATION_STATUS_REGISTERED,
-                    registered_at=ts(granted + 201 * DAY),
-                    rank=1,
-                    reference=f"Y{year + 1}99000{g.rng.randint(10_000, 99_999)}",
-                )
-            )
-        if g.rng.random() < 0.15 or i == 0:
-            court = g.court()
-            since = g.when(2025, 2026)
-            encumbrances.append(
-                pb.Encumbrance(
-                    kind=pb.ENCUMBRANCE_KIND_FREEZE,
-                    holder=g.court_party(court),
-                    court=court.code,
-                    case_number=g.case(court, "执"),
-                    since=ts(since),
-                    until=ts(since + 3 * 365 * DAY),
-                    status=pb.REGISTRATION_STATUS_REGISTERED,
-                    registered_at=ts(since + DAY),
-                    rank=1,
-                )
-            )
-        record = pb.OwnershipRecord(
-            asset=asset,
-            description=g.rng.choice(_TITLES),
-            owners=owners,
-            encumbrances=encumbrances,
-            status=pb.REGISTRATION_STATUS_REGISTERED,
-            registered_at=ts(granted),
-            certificate_number=f"第{g.rng.randint(1_000_000, 6_999_999)}号",
+        ],
+        encumbrances=_ip_encumbrances(g, granted, frozen=to_debtor),
+        status=pb.REGISTRATION_STATUS_REGISTERED,
+        registered_at=ts(last_at),
+        certificate_number=certificate,
+    )
+    out.add(pb.RecordKey(ownership=asset), record)
+    out.add(pb.RecordKey(history=asset), history)
+    out.assets.append(asset)
+
+
+_TITLES = (
+    "一种基于区块链的司法存证方法及系统",
+    "一种锂离子电池正极材料及其制备方法",
+    "一种可折叠的电动自行车车架",
+    "一种智能门锁的指纹识别装置",
+    "用于跨链数据验证的轻客户端装置",
+    "一种中药组合物及其在降血压中的应用",
+)
+
+
+def patents(g: _Gen, out: SampleSet, *, registry: str, count: int) -> None:
+    """Patents: holders (mostly companies), assignments, licences, pledges, court freezes.
+    The first one was assigned to the debtor."""
+    for i in range(count):
+        year = g.rng.randint(2014, 2022)
+        kind = g.rng.choice((1, 1, 2, 3))
+        number = patent_number(year, kind, g.rng.randint(100_000, 9_999_999))
+        contract = f"{year + 2}99000{g.rng.randint(10_000, 99_999)}"
+        _ip_right(
+            g,
+            out,
+            pb.AssetRef(kind=pb.ASSET_KIND_PATENT, registry=registry, id=number),
+            title=g.rng.choice(_TITLES),
+            certificate=f"第{g.rng.randint(1_000_000, 6_999_999)}号",
+            granted=g.when(min(year + 1, 2023), 2023),
+            first_reference=f"授权公告号CN{g.rng.randint(100_000_000, 119_999_999)}B",
+            to_debtor=i == 0,
+            assignment_reference=f"专利权转让登记{contract}{{n}}",
+            licence_reference=f"专利实施许可合同备案{contract}{{n}}",
         )
-        out.add(pb.RecordKey(ownership=asset), record)
-        history = pb.AssetHistory(
-            asset=asset,
-            entries=[
-                pb.HistoryEntry(
-                    kind=pb.HISTORY_EVENT_KIND_REGISTRATION,
-                    to_parties=[g.recorded(holder)],
-                    at=ts(granted),
-                    reference=f"授权公告号CN{g.rng.randint(100_000_000, 119_999_999)}B",
-                )
-            ],
+
+
+_MARKS = ("星辰", "华信", "博远", "瑞丰", "天宇", "恒通", "金桥", "启明", "嘉和", "云帆")
+_NICE_CLASSES = (9, 30, 35, 41, 42, 43)
+
+
+def trademarks(g: _Gen, out: SampleSet, *, registry: str, count: int) -> None:
+    """Registered trademarks (注册商标): registration number, Nice class, assignments
+    (转让) and licences (使用许可备案); the first one was assigned to the debtor."""
+    for i in range(count):
+        number = str(g.rng.randint(10_000_000, 69_999_999))
+        nice = g.rng.choice(_NICE_CLASSES)
+        _ip_right(
+            g,
+            out,
+            pb.AssetRef(kind=pb.ASSET_KIND_TRADEMARK, registry=registry, id=number),
+            title=f"“{g.rng.choice(_MARKS)}”文字商标，第{nice}类",
+            certificate=f"商标注册证第{number}号",
+            granted=g.when(2015, 2023),
+            first_reference=f"商标注册公告第{g.rng.randint(1500, 1900)}期",
+            to_debtor=i == 0,
+            assignment_reference=f"转让公告{number}-{{n}}",
+            licence_reference=f"商标使用许可备案{number}-{{n}}",
         )
-        if g.rng.random() < 0.4:
-            licensee = g.rng.choice(g.people.orgs)
-            at = granted + g.rng.randint(30, 600) * DAY
-            history.entries.append(
-                pb.HistoryEntry(
-                    kind=pb.HISTORY_EVENT_KIND_LICENCE,
-                    from_parties=[g.recorded(holder)],
-                    to_parties=[g.recorded(licensee)],
-                    at=ts(at),
-                    reference=f"{year + 1}990000{g.rng.randint(1000, 9999)}",
-                    licence_type=g.rng.choice(
-                        (pb.LICENCE_TYPE_EXCLUSIVE, pb.LICENCE_TYPE_SOLE, pb.LICENCE_TYPE_ORDINARY)
-                    ),
-                    until=ts(at + 5 * 365 * DAY),
-                )
-            )
-        out.add(pb.RecordKey(history=asset), history)
-        out.assets.append(asset)
+
+
+_WORKS = (
+    ("F", "文字作品《城市司法实务手册》"),
+    ("I", "美术作品《望京晨光》"),
+    ("L", "计算机软件《跨链取证管理系统V2.0》"),
+    ("L", "计算机软件《智能合同审查平台V1.3》"),
+    ("J", "音乐作品《朝阳》"),
+)
+
+
+def copyrights(g: _Gen, out: SampleSet, *, registry: str, count: int) -> None:
+    """Registered copyrights (作品 / 软件著作权登记): registration numbers of the copyright
+    protection centre, assignments (著作权转让) and licences (专有许可)."""
+    for i in range(count):
+        code, title = g.rng.choice(_WORKS)
+        granted = g.when(2016, 2023)
+        year = granted // (365 * DAY) + 1970
+        if code == "L":
+            number = f"{year}SR{g.rng.randint(100_000, 1_999_999):07d}"
+            certificate = f"软著登字第{g.rng.randint(1_000_000, 9_999_999)}号"
+        else:
+            number = f"国作登字-{year}-{code}-{g.rng.randint(1, 99_999_999):08d}"
+            certificate = f"作品登记证书{number}"
+        _ip_right(
+            g,
+            out,
+            pb.AssetRef(kind=pb.ASSET_KIND_COPYRIGHT, registry=registry, id=number),
+            title=title,
+            certificate=certificate,
+            granted=granted,
+            first_reference=number,
+            to_debtor=i == 0,
+            assignment_reference=f"著作权转让合同登记{number}-Z{{n}}",
+            licence_reference=f"著作权专有许可合同登记{number}-X{{n}}",
+        )
 
 
 _CIRCUMSTANCES = (
@@ -612,8 +772,15 @@ def generate(
         for code in registry_codes:
             real_estate(g, out, registry=code, count=30 * scale)
     elif domain == pb.DOMAIN_IP:
+        # A national IP register: patents and trademarks under CNIPA's code, copyrights
+        # under the copyright protection centre's; any other code holds patents.
         for code in registry_codes:
-            patents(g, out, registry=code, count=20 * scale)
+            if code == COPYRIGHT_REGISTRY:
+                copyrights(g, out, registry=code, count=8 * scale)
+            else:
+                patents(g, out, registry=code, count=14 * scale)
+                if code == IP_REGISTRY:
+                    trademarks(g, out, registry=code, count=10 * scale)
     elif domain == pb.DOMAIN_CREDIT:
         credit(g, out, count=min(len(pop.persons), 6 * scale))
     elif domain == pb.DOMAIN_BANK:
