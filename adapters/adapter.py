@@ -154,8 +154,9 @@ class NodeClient:
     """Blocking HTTP/1.1 calls to the node on loopback, one kept-alive connection per
     thread, bounded in time (:data:`NODE_TIMEOUT_S`) and size (:data:`MAX_RESPONSE_BYTES`).
 
-    Blocking on purpose: the SDK's answer methods are plain functions, and the node is a
-    loopback hop of a millisecond or two."""
+    Blocking on purpose: the SDK's answer methods are plain functions, which the SDK runs
+    in worker threads for this adapter (``blocking_io``), so a slow node call holds one
+    thread, never the event loop."""
 
     def __init__(self, url: str, *, timeout_s: float = NODE_TIMEOUT_S) -> None:
         parts = urllib.parse.urlsplit(url)
@@ -252,6 +253,10 @@ def _holdings_assets(value: bytes) -> list[pb.AssetRef]:
 
 class NodeAdapter(StateSource):
     """What both reference adapters share: the deployment, its key mapping, the node."""
+
+    # Every answer is an HTTP call to the node: run them in worker threads (NodeClient keeps
+    # one connection per thread), so a slow or hung node call never stalls the other calls.
+    blocking_io = True
 
     def __init__(self, deployment: Deployment, mapping: KeyMapping, node: NodeClient) -> None:
         self.deployment = deployment

@@ -97,6 +97,18 @@ class AdapterBase(adapter_pb2_grpc.AdapterServiceServicer):
     :meth:`before_call` runs before every RPC (logging, rate limits, fault injection).
     """
 
+    blocking_io = False
+    """Set True when the answer methods block on I/O (they call the chain's node over the
+    network, a database...): the RPCs then run each in a worker thread, so one slow answer
+    never stalls the adapter's other calls. The methods must then be thread-safe. Leave
+    False when they only read memory shared with code on the event loop."""
+
+    async def answer(self, method: Any, *args: Any) -> Any:
+        """``method(*args)``, in a worker thread when :attr:`blocking_io`."""
+        if self.blocking_io:
+            return await asyncio.to_thread(method, *args)
+        return method(*args)
+
     # --- answers (override) ---
 
     def describe(self) -> apb.DescribeResponse:
@@ -128,7 +140,7 @@ class AdapterBase(adapter_pb2_grpc.AdapterServiceServicer):
     async def Describe(self, request: apb.DescribeRequest, context: Any) -> apb.DescribeResponse:
         await self.before_call("Describe")
         try:
-            return self.describe()
+            return await self.answer(self.describe)
         except PartnerError as e:
             await abort(context, e)
             raise
@@ -138,7 +150,7 @@ class AdapterBase(adapter_pb2_grpc.AdapterServiceServicer):
     ) -> apb.GetLatestHeightResponse:
         await self.before_call("GetLatestHeight")
         try:
-            return self.latest_height()
+            return await self.answer(self.latest_height)
         except PartnerError as e:
             await abort(context, e)
             raise
@@ -148,7 +160,7 @@ class AdapterBase(adapter_pb2_grpc.AdapterServiceServicer):
     ) -> AsyncIterator[apb.LightBlock]:
         await self.before_call("GetLightBlocks")
         try:
-            items = list(self.stream_light_blocks(request))
+            items = await self.answer(lambda: list(self.stream_light_blocks(request)))
         except PartnerError as e:
             await abort(context, e)
             return
@@ -161,7 +173,7 @@ class AdapterBase(adapter_pb2_grpc.AdapterServiceServicer):
     ) -> apb.GetCheckpointResponse:
         await self.before_call("GetCheckpoint")
         try:
-            return self.checkpoint(optional_field(request, "size"))
+            return await self.answer(self.checkpoint, optional_field(request, "size"))
         except PartnerError as e:
             await abort(context, e)
             raise
@@ -171,7 +183,7 @@ class AdapterBase(adapter_pb2_grpc.AdapterServiceServicer):
     ) -> apb.GetConsistencyProofResponse:
         await self.before_call("GetConsistencyProof")
         try:
-            return self.consistency(request.size1, request.size2)
+            return await self.answer(self.consistency, request.size1, request.size2)
         except PartnerError as e:
             await abort(context, e)
             raise
@@ -179,7 +191,7 @@ class AdapterBase(adapter_pb2_grpc.AdapterServiceServicer):
     async def Query(self, request: apb.QueryRequest, context: Any) -> apb.QueryResult:
         await self.before_call("Query")
         try:
-            return self.query(request)
+            return await self.answer(self.query, request)
         except PartnerError as e:
             await abort(context, e)
             raise
@@ -189,7 +201,7 @@ class AdapterBase(adapter_pb2_grpc.AdapterServiceServicer):
     ) -> AsyncIterator[apb.QueryResult]:
         await self.before_call("ListByParty")
         try:
-            items = self.stream_by_party(request)
+            items = await self.answer(lambda: list(self.stream_by_party(request)))
         except PartnerError as e:
             await abort(context, e)
             return
