@@ -22,8 +22,8 @@ every byte it sends against its own light client, so an adapter only has to be f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -34,6 +34,7 @@ from relay.sdk.errors import InvalidArgument, NotFound, PartnerError, Unimplemen
 from relay.verify import records
 
 SECOND_NS = 1_000_000_000
+_T = TypeVar("_T")
 MAX_LIGHT_BLOCKS = 10_000
 """The most light blocks one GetLightBlocks call may ask for (larger ranges: INVALID_ARGUMENT)."""
 
@@ -103,7 +104,7 @@ class AdapterBase(adapter_pb2_grpc.AdapterServiceServicer):
     never stalls the adapter's other calls. The methods must then be thread-safe. Leave
     False when they only read memory shared with code on the event loop."""
 
-    async def answer(self, method: Any, *args: Any) -> Any:
+    async def answer(self, method: Callable[..., _T], *args: Any) -> _T:
         """``method(*args)``, in a worker thread when :attr:`blocking_io`."""
         if self.blocking_io:
             return await asyncio.to_thread(method, *args)
