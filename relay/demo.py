@@ -1,12 +1,13 @@
 """``relay demo``: the whole system on one machine, and a court session against it (issue 6).
 
 It generates a development PKI, starts the four reference partner deployments (``adapters``:
-real-estate registry, patent register with two witness processes, credit platform, bank) and
-the relay (embedded SQLite) as child processes, registers the chains, waits until the relay
-has verified every chain's head, then asks what a court asks: who owns a flat, what a debtor
+real-estate registry, IP register of patents, trademarks and copyrights with two witness
+processes, credit platform, bank; each a node process and an adapter process) and the relay
+(embedded SQLite) as child processes, registers the chains, waits until the relay has
+verified every chain's head, then asks what a court asks: who owns a flat, what a debtor
 holds across all four systems (absence proven where nothing is held), the debtor's credit
-status, the freezes on the debtor's accounts and a patent's assignment history. Every answer
-is printed, its evidence written to ``OUT/evidence/`` and checked offline against
+status, the freezes on the debtor's accounts and an IP right's assignment history. Every
+answer is printed, its evidence written to ``OUT/evidence/`` and checked offline against
 ``OUT/anchors.yaml`` (the trust anchors a court would hold) and the relay's public key.
 
 The judicial chain (issue 7) runs too, as a fifth process (``python -m adapters.judicial``):
@@ -537,7 +538,8 @@ def court_session(demo: Demo, picks: Picks) -> Iterator[Answer]:
                 timeout=30,
             )
             yield Answer(
-                f"5. Assignment and licence history of patent {picks.patent.id}",
+                f"5. Assignment and licence history of "
+                f"{render.enum_name(pb.AssetKind, picks.patent.kind).lower()} {picks.patent.id}",
                 render.history_answer(hist),
                 [("05-patent-history.json", hist.evidence)] if hist.HasField("evidence") else [],
                 "GetHistory",
