@@ -389,6 +389,22 @@ class RelayMetrics:
             registry=r,
         )
 
+        # -- chains: sync leases (issue 9, several replicas on one PostgreSQL)
+        self.lease_held = Gauge(
+            "relay_sync_lease_held",
+            "1 while this replica holds the chain's sync lease (it alone syncs the chain), "
+            "else 0; summed over replicas it is 1 per followed chain.",
+            _PER_CHAIN,
+            registry=r,
+        )
+        self.leases_lost = Counter(
+            "relay_sync_leases_lost",
+            "Sync leases this replica lost while holding them (renewal refused or a fenced "
+            "write refused: another replica took the chain over, or this one was paused).",
+            _PER_CHAIN,
+            registry=r,
+        )
+
         # -- chains: adapters
         self.adapter_up = Gauge(
             "relay_adapter_up",
@@ -531,6 +547,8 @@ class RelayMetrics:
         self.lag_seconds.labels(*labels).set_function(lambda: self._lag_seconds(state))
         self.trusting_period_remaining.labels(*labels).set_function(lambda: self._time_left(state))
         self.adapter_up.labels(*labels).set(0)
+        self.lease_held.labels(*labels).set(0)
+        self.leases_lost.labels(*labels)
         for counter in (self.header_verifications, self.proof_verifications, self.misbehaviour):
             counter.labels(*labels)
         for reason in REASONS:
@@ -565,6 +583,8 @@ class RelayMetrics:
             self.proof_verifications,
             self.proof_verification_failures,
             self.misbehaviour,
+            self.lease_held,
+            self.leases_lost,
             self.adapter_up,
             self.adapter_request_duration,
             self.adapter_request_errors,
@@ -678,6 +698,16 @@ class RelayMetrics:
         if found is not None:
             chain, state = found
             self.misbehaviour.labels(chain, state.domain).inc()
+
+    def record_lease(self, chain_id: str, *, held: bool, lost: bool = False) -> None:
+        """This replica took (``held``) or gave up the chain's sync lease; ``lost``: it was
+        taken from it (counted in relay_sync_leases_lost_total)."""
+        found = self._chain(chain_id, "sync lease")
+        if found is not None:
+            chain, state = found
+            self.lease_held.labels(chain, state.domain).set(1 if held else 0)
+            if lost:
+                self.leases_lost.labels(chain, state.domain).inc()
 
     def record_adapter_request(
         self, chain_id: str, *, method: str, seconds: float, reason: object = None
@@ -843,12 +873,10 @@ class GrpcServerMetrics(_InterceptorBase):
         cached = self._wrapped.get(path)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        match = _GRPC_PATH.fullmatch(path)
-        if match is None:
+        labels = grpc_labels(path, handler)
+        if labels is None:
             return handler
-        kind = _grpc_type(handler.request_streaming, handler.response_streaming)
-        labels = (kind, match.group(1), match.group(2))
-        wrapped = _wrap(handler, labels, self._m)
+        wrapped = wrap_handler(handler, labels, self._m)
         self._wrapped[path] = (handler, wrapped)
         return wrapped
 
@@ -868,21 +896,50 @@ class _CountingContext:
         return getattr(self._context, name)
 
 
-def _wrap(handler: Any, labels: tuple[str, str, str], m: RelayMetrics) -> Any:
-    started = m.grpc_started.labels(*labels)
-    received = m.grpc_msg_received.labels(*labels)
-    sent = m.grpc_msg_sent.labels(*labels)
-    handling = m.grpc_handling.labels(*labels)
+def grpc_labels(path: str, handler: Any) -> tuple[str, str, str] | None:
+    """(grpc_type, grpc_service, grpc_method) of a method path and its handler, or None for
+    a path that is not ``/package.Service/Method``."""
+    match = _GRPC_PATH.fullmatch(path)
+    if match is None:
+        return None
+    kind = _grpc_type(handler.request_streaming, handler.response_streaming)
+    return kind, match.group(1), match.group(2)
 
-    handled: dict[str, Any] = {}
 
-    def done(context: Any, t0: float, error: BaseException | None) -> None:
-        handling.observe(time.perf_counter() - t0)
+class MethodCounters:
+    """The go-grpc-prometheus series of one method, label children resolved once (this runs
+    on every call; relay/service/pipeline.py and :class:`GrpcServerMetrics` use it)."""
+
+    __slots__ = ("_handled", "_handling", "_labels", "_m", "received", "sent", "started")
+
+    def __init__(self, m: RelayMetrics, labels: tuple[str, str, str]) -> None:
+        self._m = m
+        self._labels = labels
+        self.started = m.grpc_started.labels(*labels)
+        self.received = m.grpc_msg_received.labels(*labels)
+        self.sent = m.grpc_msg_sent.labels(*labels)
+        self._handling = m.grpc_handling.labels(*labels)
+        self._handled: dict[str, Any] = {}
+
+    def done(self, context: Any, t0: float, error: BaseException | None) -> None:
+        """The call that started at ``t0`` (perf_counter) ended, with ``error`` if any."""
+        self._handling.observe(time.perf_counter() - t0)
         code = _code_of(context, error)
-        child = handled.get(code)
+        child = self._handled.get(code)
         if child is None:
-            child = handled[code] = m.grpc_handled.labels(*labels, code)
+            child = self._handled[code] = self._m.grpc_handled.labels(*self._labels, code)
         child.inc()
+
+
+def wrap_handler(handler: Any, labels: tuple[str, str, str], m: RelayMetrics) -> Any:
+    """``handler`` counted and timed under ``labels`` (any of the four RPC kinds)."""
+    counters = MethodCounters(m, labels)
+    started, received, sent, done = (
+        counters.started,
+        counters.received,
+        counters.sent,
+        counters.done,
+    )
 
     async def counted(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for request in requests:

@@ -34,6 +34,8 @@ CATALOGUE: dict[str, tuple[str, tuple[str, ...]]] = {
     "relay_proof_verifications": ("counter", PER_CHAIN),
     "relay_proof_verification_failures": ("counter", (*PER_CHAIN, "reason")),
     "relay_misbehaviour_detected": ("counter", PER_CHAIN),
+    "relay_sync_lease_held": ("gauge", PER_CHAIN),
+    "relay_sync_leases_lost": ("counter", PER_CHAIN),
     "relay_adapter_up": ("gauge", PER_CHAIN),
     "relay_adapter_request_duration_seconds": ("histogram", (*PER_CHAIN, "method")),
     "relay_adapter_request_errors": ("counter", (*PER_CHAIN, "method", "reason")),

@@ -76,6 +76,8 @@ CATALOGUE: dict[str, tuple[str, set[str]]] = {
     "relay_proof_verifications_total": ("counter", PER_CHAIN),
     "relay_proof_verification_failures_total": ("counter", PER_CHAIN | {"reason"}),
     "relay_misbehaviour_detected_total": ("counter", PER_CHAIN),
+    "relay_sync_lease_held": ("gauge", PER_CHAIN),
+    "relay_sync_leases_lost_total": ("counter", PER_CHAIN),
     "relay_adapter_up": ("gauge", PER_CHAIN),
     "relay_adapter_request_duration_seconds": ("histogram", PER_CHAIN | {"method"}),
     "relay_adapter_request_errors_total": ("counter", PER_CHAIN | {"method", "reason"}),

@@ -54,6 +54,9 @@ log = logging.getLogger("relay.access")
 _CURRENT: contextvars.ContextVar[Identity | None] = contextvars.ContextVar(
     "relay_access_identity", default=None
 )
+#: The context variable :func:`current_identity` reads (set per call by the interceptor or
+#: by relay/service/pipeline.py).
+IDENTITY_VAR = _CURRENT
 
 
 def current_identity() -> Identity | None:
@@ -305,6 +308,31 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def set_recorder(self, record: ActionRecorder | None) -> None:
         self._record = record
 
+    # The steps of one call, also used by relay/service/pipeline.py's single wrapper.
+
+    @staticmethod
+    def applies(method: str) -> bool:
+        """Whether calls of ``method`` (a full RPC path) go through access control."""
+        return method.startswith((_Q, _A, _AU))
+
+    @staticmethod
+    def is_admin(method: str) -> bool:
+        return method.startswith(_A)
+
+    async def enter(self, method: str, context: Any) -> Identity:
+        """Identify the caller and take a rate-limit slot, or abort the call (refusals are
+        logged); the caller must :meth:`leave` once the call is over."""
+        return (await self._enter(method, context))[1]
+
+    def leave(self, ident: Identity) -> None:
+        self._limiter.release(ident.principal)
+
+    async def record_admin(
+        self, ident: Identity, method: str, request: Message, context: Any, outcome: str
+    ) -> None:
+        """Record an AdminService call (``outcome`` "ok" or "error"); never raises."""
+        await self._admin_record(ident, method, request, context, outcome)
+
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
         handler = await continuation(details)
         method: str = details.method
@@ -313,13 +341,15 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        if not method.startswith((_Q, _A, _AU)):
+        if not self.applies(method):
             return handler
-        wrapped = self._wrap(method, handler)
+        wrapped = self.wrap_handler(method, handler)
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
-    def _wrap(self, method: str, handler: Any) -> Any:
+    def wrap_handler(self, method: str, handler: Any) -> Any:
+        """``handler`` with identity, limits and the admin record (unary and
+        server-streaming; other kinds are returned as they are)."""
         admin = method.startswith(_A)
         if handler.unary_unary is not None:
             inner = handler.unary_unary

@@ -130,6 +130,7 @@ class AuditLog:
         self._checkpoints: list[AuditCheckpointRecord] = []
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._committing: list[_Pending] = []  # the batch whose transaction is under way
         self._checkpoint_lock = asyncio.Lock()
         self._periodic: asyncio.Task[None] | None = None
         self.integrity_error: AuditIntegrityError | None = None
@@ -198,16 +199,26 @@ class AuditLog:
         checkpoint; on success the in-memory leaf hashes become the verified ones. Raises
         AuditIntegrityError (also reported)."""
         leaves = await self._store.audit_leaves()
-        try:
+        latest = self.latest
+
+        def check() -> list[bytes]:
             hashes = check_leaves(leaves)
-            check_extends(hashes, self.latest)
+            check_extends(hashes, latest)
+            return hashes
+
+        try:
+            # Rehashing every row takes long on a big log: in a worker thread, so the event
+            # loop keeps answering queries meanwhile instead of stalling for the whole check.
+            hashes = await asyncio.to_thread(check)
         except AuditIntegrityError as e:
             self._report(e)
             raise
         if self.integrity_error is not None:
             log.warning("audit log integrity restored (%d rows verify)", len(hashes))
         self.integrity_error = None
-        self._hashes = hashes
+        # Appends committed while the rows were read and checked are kept: dropping them
+        # would make the next append reuse their indexes (a false "rows added" alarm).
+        self._hashes = hashes + self._hashes[len(hashes) :]
         if self._metrics is not None:
             self._metrics.record_audit_log(entries=len(hashes))
         return hashes
@@ -249,6 +260,7 @@ class AuditLog:
             )
             first = len(self._hashes)
             rows = [(p.entry, p.leaf_hash, p.court, p.at_ns) for p in batch]
+            self._committing = batch
             try:
                 try:
                     await self._store.append_audit_leaves(rows, first_index=first)
@@ -277,7 +289,15 @@ class AuditLog:
                 self._metrics.record_audit_log(entries=len(self._hashes))
 
     async def drain(self) -> None:
-        """Wait until every append made so far is committed (or failed)."""
+        """Wait until every append made so far is committed (or failed). Appends made
+        meanwhile are not waited for: under steady load the flusher never idles, and a
+        checkpoint waiting for that would never be signed."""
+        waiting = [p.future for p in (*self._committing, *self._pending) if not p.future.done()]
+        if waiting:
+            await asyncio.wait(waiting)
+
+    async def _flushed(self) -> None:
+        """Wait until the flusher has nothing left (no more appends are coming)."""
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
 
@@ -293,14 +313,17 @@ class AuditLog:
             previous = self.latest
             if previous is not None and previous.size == len(hashes):
                 return previous
-            root = root_hash(hasher=TREE_HASHER, leaf_hashes=hashes)
+            size = len(hashes)
+
+            def sign() -> tuple[bytes, bytes]:
+                root = root_hash(hasher=TREE_HASHER, leaf_hashes=hashes)
+                return root, sign_checkpoint(self._signer, size=size, root=root)
+
+            # Off the event loop too (a root over every leaf, then a signature): periodic
+            # checkpoints must not hold up the queries being answered.
+            root, note = await asyncio.to_thread(sign)
             now = self._clock()
-            record = AuditCheckpointRecord(
-                size=len(hashes),
-                root=root,
-                note=sign_checkpoint(self._signer, size=len(hashes), root=root),
-                at_ns=now,
-            )
+            record = AuditCheckpointRecord(size=size, root=root, note=note, at_ns=now)
             await self._store.put_audit_checkpoint(record)
             self._checkpoints.append(record)
             if self._metrics is not None:
@@ -335,7 +358,7 @@ class AuditLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._periodic
             self._periodic = None
-        await self.drain()
+        await self._flushed()
 
     # ------------------------------------------------------------------ proofs
 

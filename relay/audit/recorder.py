@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json.encoder
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +26,14 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
-from relay.audit.entry import make_entry, request_digest
+from relay.audit.entry import (
+    ENTRY_FIELDS,
+    ENTRY_VERSION,
+    MAX_DIGESTS,
+    MAX_FIELD_CHARS,
+    make_entry,
+    request_digest,
+)
 from relay.audit.log import AuditLog
 from relay.service.errors import ServiceError, abort, status_for_exception
 
@@ -122,6 +130,126 @@ def evidence_digests(answer: Message) -> list[str]:
     return out
 
 
+# The C string quoting json's encoder uses for canonical_json (ensure_ascii=False).
+_json_str: Callable[[str], str] = json.encoder.encode_basestring
+
+# encode_entry writes these keys in this (sorted) order; if entry.py's fields ever differ,
+# entries are built by make_entry instead (the test of encode_entry fails too).
+_ENCODED_FIELDS = (
+    "actor",
+    "actor_code",
+    "actor_fingerprint",
+    "case_court",
+    "case_number",
+    "case_purpose",
+    "court",
+    "evidence_digests",
+    "kind",
+    "method",
+    "outcome",
+    "reason",
+    "request_digest",
+    "result_digest",
+    "role",
+    "target",
+    "time_ns",
+    "v",
+)
+_ENCODER_MATCHES = tuple(sorted(ENTRY_FIELDS)) == _ENCODED_FIELDS
+
+
+def _text(value: str) -> str:
+    return _json_str(value[:MAX_FIELD_CHARS])
+
+
+def encode_entry(
+    *,
+    time_ns: int,
+    kind: str,
+    method: str,
+    actor: str,
+    role: str,
+    actor_code: str,
+    actor_fingerprint: str,
+    court: str,
+    case_court: str = "",
+    case_number: str = "",
+    case_purpose: int = 0,
+    target: str = "",
+    request_digest: str,
+    outcome: str,
+    reason: str = "",
+    result_digest: str = "",
+    evidence_digests: list[str] | tuple[str, ...] = (),
+) -> bytes:
+    """Exactly :func:`relay.audit.entry.make_entry`'s bytes, written key by key in sorted
+    order instead of through a dict and json's encoder (a third of the time; this runs for
+    every query)."""
+    if not _ENCODER_MATCHES:
+        return make_entry(
+            time_ns=time_ns,
+            kind=kind,
+            method=method,
+            actor=actor,
+            role=role,
+            actor_code=actor_code,
+            actor_fingerprint=actor_fingerprint,
+            court=court,
+            case_court=case_court,
+            case_number=case_number,
+            case_purpose=case_purpose,
+            target=target,
+            request_digest=request_digest,
+            outcome=outcome,
+            reason=reason,
+            result_digest=result_digest,
+            evidence_digests=evidence_digests,
+        )
+    digests = ",".join(_json_str(d) for d in evidence_digests[:MAX_DIGESTS])
+    text = "".join(
+        (
+            '{"actor":',
+            _text(actor),
+            ',"actor_code":',
+            _text(actor_code),
+            ',"actor_fingerprint":',
+            _text(actor_fingerprint),
+            ',"case_court":',
+            _text(case_court),
+            ',"case_number":',
+            _text(case_number),
+            ',"case_purpose":',
+            str(int(case_purpose)),
+            ',"court":',
+            _text(court),
+            ',"evidence_digests":[',
+            digests,
+            '],"kind":',
+            _json_str(kind),
+            ',"method":',
+            _text(method),
+            ',"outcome":',
+            _text(outcome),
+            ',"reason":',
+            _text(reason),
+            ',"request_digest":',
+            _json_str(request_digest),
+            ',"result_digest":',
+            _json_str(result_digest),
+            ',"role":',
+            _text(role),
+            ',"target":',
+            _text(target),
+            ',"time_ns":',
+            str(int(time_ns)),
+            ',"v":',
+            str(ENTRY_VERSION),
+            "}",
+        )
+    )
+    return text.encode("utf-8")
+
+
 def _reason_of(context: Any) -> str:
     try:
         trailers = context.trailing_metadata() or ()
@@ -202,7 +330,7 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             encoded = answer.SerializeToString(deterministic=True)
             result.update(hashlib.sha256(encoded).digest())
             digests.extend(evidence_digests(answer))
-        entry = make_entry(
+        entry = encode_entry(
             time_ns=self._clock(),
             kind="admin" if method.startswith(ADMIN_PREFIX) else "query",
             method=method,
@@ -227,6 +355,41 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         )
         return entry, court
 
+    @staticmethod
+    def applies(method: str) -> bool:
+        """Whether calls of ``method`` (a full RPC path) are recorded."""
+        return method.startswith((QUERY_PREFIX, ADMIN_PREFIX))
+
+    async def record(
+        self,
+        method: str,
+        request: Message,
+        context: Any,
+        answers: list[Message],
+        error: BaseException | None,
+    ) -> None:
+        """Build the call's entry and return once it is committed (raises if it is not)."""
+        await self._record(method, request, context, answers, error)
+
+    async def record_failed(
+        self,
+        method: str,
+        request: Message,
+        context: Any,
+        answers: list[Message],
+        error: BaseException,
+    ) -> None:
+        """Record a call that failed with ``error``; a commit failure is only logged (the
+        call fails anyway)."""
+        try:
+            await self._record(method, request, context, answers, error)
+        except Exception:
+            log.exception("audit entry for failed %s could not be committed", method)
+
+    async def fail(self, method: str, context: Any, error: BaseException) -> None:
+        """Abort a call whose entry could not be committed (it is not answered)."""
+        await self._fail(method, context, error)
+
     async def _record(
         self,
         method: str,
@@ -235,7 +398,6 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         answers: list[Message],
         error: BaseException | None,
     ) -> None:
-
         entry, court = self.entry_for(
             method,
             request,
@@ -264,13 +426,15 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        if not method.startswith((QUERY_PREFIX, ADMIN_PREFIX)):
+        if not self.applies(method):
             return handler
-        wrapped = self._wrap(method, handler)
+        wrapped = self.wrap_handler(method, handler)
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
-    def _wrap(self, method: str, handler: Any) -> Any:
+    def wrap_handler(self, method: str, handler: Any) -> Any:
+        """``handler`` recording each call before it answers (unary and server-streaming;
+        other kinds are returned as they are)."""
         if handler.unary_unary is not None:
             inner = handler.unary_unary
 
@@ -278,10 +442,7 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 try:
                     result = await inner(request, context)
                 except BaseException as e:
-                    try:
-                        await self._record(method, request, context, [], e)
-                    except Exception:  # the call fails anyway; say so in the log
-                        log.exception("audit entry for failed %s could not be committed", method)
+                    await self.record_failed(method, request, context, [], e)
                     raise
                 try:
                     await self._record(method, request, context, [result], None)
@@ -303,10 +464,7 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     async for item in inner_stream(request, context):
                         items.append(item)
                 except BaseException as e:
-                    try:
-                        await self._record(method, request, context, items, e)
-                    except Exception:
-                        log.exception("audit entry for failed %s could not be committed", method)
+                    await self.record_failed(method, request, context, items, e)
                     raise
                 try:
                     await self._record(method, request, context, items, None)

@@ -163,8 +163,8 @@ async def start_relay(
     StartupError, StoreError, OSError (a port in use)."""
     from relay.engine.adapters import DefaultAdapterFactory
     from relay.engine.engine import Engine
-    from relay.logs import RequestContextInterceptor
     from relay.metrics import ADMIN_SERVICE, QUERY_SERVICE, GrpcServerMetrics, default_metrics
+    from relay.service.pipeline import RequestPipeline
 
     env = os.environ if env is None else env
     if config.tls is None:
@@ -217,12 +217,13 @@ async def start_relay(
                 metrics=metrics,
             )
         onboarding = None
+        access_step = None
         if config.access is not None:  # issue 5: identities, grants, limits, proposals
             from relay.access.setup import setup_access
 
             access = setup_access(config, engine=engine, store=store, insecure_dev=insecure_dev)
             guard, onboarding = access.guard, access.onboarding
-            interceptors = (access.interceptor, *interceptors)
+            access_step = access.interceptor
         else:
             log.warning(
                 "no access: section in the config: callers are not identified and court "
@@ -242,10 +243,15 @@ async def start_relay(
             query_deadline_s=settings.query_deadline_s + DEADLINE_MARGIN_S,
             max_concurrent_rpcs=config.limits.max_concurrent_rpcs,
         )
-        # Request context first, so the metrics interceptor and the servicers log with it.
-        chain = (RequestContextInterceptor(), grpc_metrics, *interceptors)
-        if audit is not None:  # last: it sees the identity and records before answering
-            chain = (*chain, audit.interceptor)
+        # One interceptor for the per-call work (relay/service/pipeline.py): request
+        # context, metrics, access, then audit (it sees the identity and records before
+        # answering), in a single wrapper per method.
+        pipeline = RequestPipeline(
+            metrics=metrics,
+            access=access_step,
+            audit=audit.interceptor if audit is not None else None,
+        )
+        chain = (pipeline, *interceptors)
         server = RelayServer(
             engine,
             options,
