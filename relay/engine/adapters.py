@@ -59,6 +59,10 @@ SERVICE_METHODS: Final = (
     "ListByParty",
 )
 _SERVICE: Final = "/relay.adapter.v1.AdapterService/"
+CHAIN_ID_METADATA: Final = "relay-chain-id"
+"""Metadata key naming, on every call of the gRPC client, the chain the relay asks about: an
+adapter process serving several chains on one endpoint picks the chain by it (requests carry
+no chain id). It is a routing hint only: the relay checks ``Describe`` and every answer."""
 
 
 class AdapterClient(Protocol):
@@ -685,7 +689,16 @@ def _serialize(message: Message) -> bytes:
 class _GrpcTransport:
     """grpc.aio secure channel to one adapter, created on first use (inside the loop)."""
 
-    def __init__(self, *, endpoint: types_pb2.AdapterEndpoint, settings: EngineSettings) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint: types_pb2.AdapterEndpoint,
+        settings: EngineSettings,
+        chain_id: str = "",
+    ) -> None:
+        self.metadata: tuple[tuple[str, str], ...] = (
+            ((CHAIN_ID_METADATA, chain_id),) if chain_id else ()
+        )
         self.target = endpoint.grpc_address
         self.host, self.port = _split_target(self.target)
         self.server_name = endpoint.tls_server_name or self.host
@@ -766,7 +779,7 @@ class _GrpcTransport:
             response_deserializer=_RESPONSES[method].FromString,
         )
         try:
-            response: Message = await call(request, timeout=timeout)
+            response: Message = await call(request, timeout=timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as e:
             raise CallError(e.code(), e.details() or "") from e
         return response
@@ -777,7 +790,7 @@ class _GrpcTransport:
             _SERVICE + method,
             request_serializer=_serialize,
             response_deserializer=_RESPONSES[method].FromString,
-        )(request, timeout=timeout)
+        )(request, timeout=timeout, metadata=self.metadata)
         try:
             async for item in call:
                 yield item
@@ -811,7 +824,7 @@ class GrpcAdapterClient(_ResilientClient):
             raise ValueError("a remote adapter needs ca_certificates_pem (TLS is mandatory)")
         super().__init__(
             chain_id=chain_id,
-            transport=_GrpcTransport(endpoint=endpoint, settings=settings),
+            transport=_GrpcTransport(endpoint=endpoint, settings=settings, chain_id=chain_id),
             settings=settings,
             rng=rng,
             monotonic=monotonic,

@@ -81,6 +81,15 @@ CLIENT_STATE_VERSION: Final = 1
 MAX_CLIENT_STATE_BYTES: Final = 1024
 MAX_HOP_HASHES: Final = 64
 _CACHE_SIZE: Final = 64
+PARALLEL_SIGNATURES_MIN: Final = 32
+"""Commits with fewer signatures than this are checked on one thread: handing a few
+signature checks to the signature pool costs more (thread wake-ups, GIL hand-offs) than the
+checks themselves (about 45 µs each for Ed25519), and a relay following many small chains
+pays that on every header (bench/bench_scale.py)."""
+INLINE_VERIFY_MAX_SIGNATURES: Final = 16
+"""Headers whose commit holds at most this many signatures are verified on the event loop
+instead of a worker thread: the work is a fraction of a millisecond and mostly holds the GIL
+anyway, so a thread hop adds cost without freeing the loop."""
 
 
 # ----------------------------------------------------------------------------- formats
@@ -286,6 +295,9 @@ class ChainClient(ABC):
         self.settings = settings
         self.digest = trust_digest(descriptor)
         self._sig_pool = sig_pool
+        # The last client state parsed, by its stored bytes: sync reads the same state
+        # several times a round, and a state's bytes fully determine what it parses to.
+        self._parsed: tuple[bytes, ClientStateV1] | None = None
 
     @property
     @abstractmethod
@@ -332,6 +344,9 @@ class ChainClient(ABC):
         return ClientStateV1(self.kind, latest_height, last_verified_ns, self.digest).encode()
 
     def parse_client_state(self, data: bytes) -> ClientStateV1:
+        parsed = self._parsed
+        if parsed is not None and parsed[0] == data:
+            return parsed[1]
         state = ClientStateV1.decode(data)
         if state.kind != self.kind:
             raise StateFormatError(
@@ -342,6 +357,7 @@ class ChainClient(ABC):
                 f"chain {self.chain_id!r}: stored client state was built under other trust "
                 "parameters than the registered descriptor"
             )
+        self._parsed = (bytes(data), state)
         return state
 
     def is_expired(self, view: TrustedView, *, now_ns: int) -> bool:
@@ -521,12 +537,17 @@ class TendermintClient(ChainClient):
     def _verify_step(self, trusted: tm.TrustedBlock, block: LightBlock, now_ns: int) -> None:
         pool = self._sig_pool
         threads = self.settings.verify_threads
+        parallel = (
+            pool is not None
+            and threads > 1
+            and len(block.signed_header.commit.signatures) >= PARALLEL_SIGNATURES_MIN
+        )
         tm.verify_light_block(
             trusted=trusted,
             untrusted=block,
             options=self.options,
             now=now_ns,
-            sig_map=pool.map if pool is not None and threads > 1 else None,
+            sig_map=pool.map if parallel and pool is not None else None,
             sig_batches=threads,
         )
 
@@ -557,7 +578,10 @@ class TendermintClient(ChainClient):
             steps += 1
             block, raw = cache[depth]
             try:
-                await asyncio.to_thread(self._verify_step, trusted, block, now_ns)
+                if len(block.signed_header.commit.signatures) <= INLINE_VERIFY_MAX_SIGNATURES:
+                    self._verify_step(trusted, block, now_ns)
+                else:
+                    await asyncio.to_thread(self._verify_step, trusted, block, now_ns)
             except tm.NotEnoughTrust as e:
                 if depth == len(cache) - 1:
                     pivot = trusted.height + (block.height - trusted.height) // 2
