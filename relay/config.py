@@ -206,7 +206,8 @@ class StoreConfig(_Model):
     ``postgres`` (issue 9): replicas share one PostgreSQL database whose connection string
     comes only from the ``RELAY_STORE_DSN`` environment variable (never from this file);
     ``pool_size`` connections per replica, and each chain's sync is owned by one replica at
-    a time through a lease of ``lease_ttl`` seconds."""
+    a time through a lease of ``lease_ttl`` seconds, owned by ``replica_id`` (unset:
+    ``<hostname>-<pid>``; set it to the pod name to read leases by replica)."""
 
     backend: Literal["sqlite", "postgres"] = "sqlite"
     path: FilePath | None = None
@@ -214,6 +215,7 @@ class StoreConfig(_Model):
     readers: int = Field(default=4, ge=1, le=64)
     pool_size: int = Field(default=8, ge=1, le=256)
     lease_ttl: float = Field(default=15.0, gt=0, le=3600)
+    replica_id: str | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def _backend_fields(self) -> StoreConfig:
@@ -923,6 +925,8 @@ _ENGINE_FIELDS: Final = (
     ("adapters", "max_stream_items", "max_stream_items"),
     ("limits", "query_deadline", "query_deadline_s"),
     ("limits", "max_trust_path", "max_trust_path"),
+    ("store", "lease_ttl", "lease_ttl_s"),
+    ("store", "replica_id", "replica_id"),
 )
 
 

@@ -1036,6 +1036,67 @@ async def test_fenced_sync_writes_are_refused_once_the_lease_is_lost(backend: Ba
         await store.close()
 
 
+@run_async
+async def test_each_state_records_the_lease_term_that_wrote_it(backend: Backend) -> None:
+    """Migration 0005: a fenced write stores its token on every state it adds, an unfenced
+    one NULL; an identical re-insert under a later term keeps the first writer's token, and
+    a refused write (lost lease) leaves no state carrying its token."""
+    store = await backend.open()
+    try:
+        rev = await anchored(store)
+        a = await store.acquire_lease(CHAIN, owner="replica-a", ttl_s=0.3)
+        assert a is not None
+        rev = await store.commit_verified(
+            chain_id=CHAIN,
+            client_state=b"client@3",
+            latest_height=3,
+            expected_revision=rev,
+            consensus_states=[cs(2, 1), cs(3, 2)],
+            fence=a.token,
+        )
+        rev = await extend(store, [cs(4, 3)], rev)  # unfenced: on-demand by any replica
+        await asyncio.sleep(0.4)
+        b = await store.acquire_lease(CHAIN, owner="replica-b", ttl_s=30)
+        assert b is not None and b.token > a.token
+        with pytest.raises(LeaseLostError):
+            await store.commit_verified(
+                chain_id=CHAIN,
+                client_state=b"client@5",
+                latest_height=5,
+                expected_revision=rev,
+                consensus_states=[cs(5, 4)],
+                fence=a.token,
+            )
+        rev = await store.commit_verified(
+            chain_id=CHAIN,
+            client_state=b"client@6",
+            latest_height=6,
+            expected_revision=rev,
+            consensus_states=[cs(4, 3), cs(6, 4)],  # 4 again: identical, keeps its writer
+            fence=b.token,
+        )
+        listed = await store.list_consensus_states(CHAIN)
+        assert [(s.height, s.lease_token) for s in listed] == [
+            (1, None),
+            (2, a.token),
+            (3, a.token),
+            (4, None),
+            (6, b.token),
+        ]
+        one = await store.get_consensus_state(CHAIN, 6)
+        assert one is not None and one.lease_token == b.token
+        assert strip(dataclasses.replace(one, lease_token=None)) == cs(6, 4)
+        # Paging: from a height, at most ``limit`` states, in height order.
+        page = await store.list_consensus_states(CHAIN, from_height=3, limit=2)
+        assert [s.height for s in page] == [3, 4]
+        assert await store.list_consensus_states("no-such-chain") == []
+        for bad in ({"limit": 0}, {"limit": 10_001}, {"from_height": -1}):
+            with pytest.raises(InvalidRecordError):
+                await store.list_consensus_states(CHAIN, **bad)
+    finally:
+        await store.close()
+
+
 # ----------------------------------------------------------------------------- access records
 
 

@@ -4,8 +4,15 @@ pruning tasks, over one :class:`~relay.store.Store`.
 :meth:`Engine.open` loads every registered chain, builds its light client and adapter
 client (a missing or broken in-process adapter stops start-up with
 :class:`~relay.engine.adapters.AdapterLoadError` naming it) and finishes any registration a
-crash interrupted. :meth:`Engine.start_sync` starts one sync task per chain and the pruning
-task; :meth:`Engine.close` cancels and awaits them and closes adapter channels.
+crash interrupted. :meth:`Engine.start_sync` starts one sync task per chain, the pruning
+task and the catalogue task; :meth:`Engine.close` cancels and awaits them, releases the sync
+leases this replica holds and closes adapter channels.
+
+Replicas (issue 9): every replica sharing the store answers queries for every chain, but a
+chain is synced only by the holder of its sync lease (relay/engine/sync.py). The catalogue
+task re-reads the registered chains every third of the lease ttl, so a chain registered,
+recovered or re-pointed through another replica is loaded (or rebuilt) and followed here
+too.
 
 Registration validates the descriptor fully (chain id format, algorithms, parameters,
 proof spec, registry codes unique across chains, the anchor verifying on its own) and
@@ -56,6 +63,7 @@ from relay.store import (
     Store,
     StoreError,
 )
+from relay.store.base import LeaseLostError
 from relay.verify import evidence as rules
 
 log = logging.getLogger("relay.engine")
@@ -219,6 +227,7 @@ class Engine:
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._prune_task: asyncio.Task[None] | None = None
+        self._catalogue_task: asyncio.Task[None] | None = None
         self._syncing = False
         self._admin_lock = asyncio.Lock()
         self._rng = random.Random()
@@ -293,6 +302,15 @@ class Engine:
             runtime.publish(await runtime.load_view())
 
     async def _load(self, record: ChainRecord) -> None:
+        runtime = await self._build(record)
+        self.registry.add(runtime)
+        self._meter(runtime)
+        if await self.store.get_client_state(record.chain_id) is None:
+            await self._finish_registration(runtime)
+        await self._meter_state(runtime)
+
+    async def _build(self, record: ChainRecord) -> ChainRuntime:
+        """A chain's runtime (light client, adapter client) from its stored record."""
         chain_id = record.chain_id
         try:
             descriptor = pb.ChainDescriptor.FromString(record.descriptor)
@@ -308,7 +326,7 @@ class Engine:
             adapter = self._adapter(descriptor)
         except AdapterLoadError as e:
             raise AdapterLoadError(f"chain {chain_id!r}: {e}") from e
-        runtime = ChainRuntime(
+        return ChainRuntime(
             record=record,
             descriptor=descriptor,
             client=client,
@@ -318,11 +336,6 @@ class Engine:
             clock=self.clock,
             metrics=self.metrics,
         )
-        self.registry.add(runtime)
-        self._meter(runtime)
-        if await self.store.get_client_state(chain_id) is None:
-            await self._finish_registration(runtime)
-        await self._meter_state(runtime)
 
     async def _finish_registration(self, runtime: ChainRuntime) -> None:
         """Store the anchor of a chain whose registration was interrupted before it."""
@@ -371,6 +384,10 @@ class Engine:
             self._start(runtime)
         if self._prune_task is None:
             self._prune_task = asyncio.create_task(self._prune_loop(), name="relay-prune")
+        if self._catalogue_task is None:
+            self._catalogue_task = asyncio.create_task(
+                self._catalogue_loop(), name="relay-catalogue"
+            )
 
     def _start(self, runtime: ChainRuntime) -> None:
         if not self._syncing or runtime.status in (ChainStatus.FROZEN, ChainStatus.EXPIRED):
@@ -395,12 +412,16 @@ class Engine:
         self._closed = True
         self._syncing = False
         tasks = list(self._tasks.values())
-        if self._prune_task is not None:
-            tasks.append(self._prune_task)
+        for extra in (self._prune_task, self._catalogue_task):
+            if extra is not None:
+                tasks.append(extra)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        # Graceful shutdown: another replica takes the chains over at once, not after the
+        # leases run out.
+        await asyncio.gather(*(r.release_lease() for r in self.registry))
         await self._close_adapters()
         self.sig_pool.shutdown(wait=True)
 
@@ -412,14 +433,35 @@ class Engine:
                 log.exception("closing the adapter of chain %s failed", runtime.chain_id)
 
     async def sync_chain_once(self, chain_id: str) -> bool:
-        """One sync round of one chain now (for tests and the CLI); raises its error."""
-        return await self.registry.get(chain_id).sync_once()
+        """One sync round of one chain now (for tests and the CLI) under the chain's sync
+        lease, taken (or extended) first; raises its error."""
+        runtime = self.registry.get(chain_id)
+        lease = await runtime.acquire_lease()
+        if lease is None:
+            held = await self.store.get_lease(chain_id)
+            raise RelayError(
+                "INTERNAL",
+                f"chain {chain_id!r} is synced by replica "
+                f"{held.owner if held is not None else '?'!r}, not this one "
+                f"({runtime.replica_id!r})",
+                chain_id=chain_id,
+                check="SYNC_LEASE_HELD_ELSEWHERE",
+            )
+        try:
+            return await runtime.sync_once(fence=lease.token)
+        except LeaseLostError as e:
+            runtime.lose_lease(str(e))
+            raise RelayError("INTERNAL", str(e), chain_id=chain_id, check="LEASE_LOST") from e
 
-    async def prune_once(self) -> int:
-        """Prune every chain once; returns how many states were deleted."""
+    async def prune_once(self, *, owned_only: bool = False) -> int:
+        """Prune every chain once (``owned_only``: only the chains whose sync lease this
+        replica holds, so replicas do not prune one chain at once); returns how many states
+        were deleted."""
         deleted = 0
         now = self.clock()
         for runtime in self.registry:
+            if owned_only and not runtime.holds_lease():
+                continue
             try:
                 deleted += await runtime.prune(now_ns=now)
             except StoreError as e:
@@ -429,7 +471,60 @@ class Engine:
     async def _prune_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.prune_interval_s)
-            await self.prune_once()
+            await self.prune_once(owned_only=True)
+
+    async def _catalogue_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_ttl_s / 3)
+            try:
+                await self.refresh_catalogue()
+            except (StoreError, RelayError) as e:
+                log.warning("re-reading the registered chains failed: %s", e)
+            except Exception:  # a bug must not end the catalogue for good
+                log.exception("re-reading the registered chains crashed")
+
+    async def refresh_catalogue(self) -> int:
+        """Load what other replicas changed in the store: chains registered elsewhere are
+        loaded and followed; a chain whose descriptor changed (recovered with a new anchor,
+        adapter endpoint updated) is rebuilt from it. Returns how many chains were
+        (re)loaded. A chain that cannot be loaded is logged and skipped."""
+        changed = 0
+        for record in await self.store.list_chains():
+            chain_id = record.chain_id
+            async with self._admin_lock:
+                current = self.registry.get(chain_id) if chain_id in self.registry else None
+                try:
+                    if current is None:
+                        fresh = await self._build(record)
+                        self.registry.add(fresh)
+                    else:
+                        # Under the chain's lock: an endpoint update here swaps descriptor
+                        # and store row together, so a half-done one is never "changed".
+                        async with current.lock:
+                            stored = current.descriptor.SerializeToString(deterministic=True)
+                            if stored == record.descriptor:
+                                continue
+                            fresh = await self._build(record)
+                            await self._stop(chain_id)
+                            fresh.stats = current.stats
+                            fresh.lease = current.lease
+                            fresh.lease_deadline = current.lease_deadline
+                            self.registry.add(fresh)
+                        self.evidence.forget(chain_id)
+                        await current.adapter.close()
+                except (RuntimeError, AdapterLoadError) as e:
+                    log.error("chain %s changed in the store but cannot be loaded: %s", chain_id, e)
+                    continue
+                changed += 1
+            self._meter(fresh)
+            await self._meter_state(fresh)
+            log.info(
+                "chain %s %s from the store (changed through another replica)",
+                chain_id,
+                "reloaded" if current is not None else "loaded",
+            )
+            self._start(fresh)
+        return changed
 
     def sync_stats(self) -> dict[str, SyncStats]:
         return {r.chain_id: r.stats for r in self.registry}

@@ -38,6 +38,11 @@ class EngineSettings:
     Pruning: every ``prune_interval_s`` consensus states older than the trusting period are
     pruned (what recent evidence rests on is kept). ``verify_threads`` threads check
     validator signatures in parallel (1: on the calling worker thread).
+
+    Replicas (issue 9): a chain is synced only by the replica holding its sync lease in the
+    store, taken for ``lease_ttl_s`` seconds and renewed every third of it; ``replica_id``
+    names this replica as the lease owner ("": ``<hostname>-<pid>``). Every replica, owner
+    or not, re-reads the registered chains and their trusted state every third of the lease.
     """
 
     sync_interval_s: float = 5.0
@@ -66,10 +71,13 @@ class EngineSettings:
     prune_interval_s: float = 3600.0
     verify_threads: int = 2
 
+    lease_ttl_s: float = 15.0
+    replica_id: str = ""
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, bool) or value is None or isinstance(value, bytes):
+            if isinstance(value, bool | str | bytes) or value is None:
                 continue
             if not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"engine setting {f.name} must be a non-negative number")
@@ -86,6 +94,7 @@ class EngineSettings:
             "max_trust_path",
             "prune_interval_s",
             "verify_threads",
+            "lease_ttl_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -94,5 +103,7 @@ class EngineSettings:
             raise ValueError("engine setting base_window must be in (0, 1]")
         if self.sync_jitter > 1:
             raise ValueError("engine setting sync_jitter must be at most 1")
+        if len(self.replica_id) > 200 or not self.replica_id.isprintable():
+            raise ValueError("engine setting replica_id must be at most 200 printable characters")
         if (self.adapter_client_cert_pem is None) != (self.adapter_client_key_pem is None):
             raise ValueError("adapter client certificate and key must be given together")

@@ -14,6 +14,17 @@ evidence is recorded and the chain frozen in one store transaction
 whose trusting period lapsed is marked EXPIRED the first time sync or a query sees it.
 
 Status reasons are stored as ``"<ErrorReason>: <message>"`` so ChainInfo can report both.
+
+Replicas (issue 9): several relay processes may share one store. :func:`run_sync` syncs a
+chain only while this replica holds the chain's sync lease (``Store.acquire_lease``, owner
+``EngineSettings.replica_id``); it renews the lease every third of its ttl and passes the
+lease token as ``fence=`` on every sync write, so a write by an owner that lost its lease
+(expired while it was paused, or taken over) is refused inside the store's transaction
+(:class:`~relay.store.base.LeaseLostError`). It then stops writing at once and goes back to
+acquiring. A replica without the lease does no sync rounds; it re-reads the chain's status
+and trusted state from the store every third of the ttl, and still verifies on demand the
+heights its queries need: unfenced writes that race safely (an identical header is a no-op,
+a stale revision is re-read and retried, a different header is misbehaviour).
 """
 
 from __future__ import annotations
@@ -21,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -52,12 +65,21 @@ from relay.store import (
     Store,
     StoreError,
 )
+from relay.store.base import Lease, LeaseLostError
 
 log = logging.getLogger("relay.engine.sync")
 
 NS: Final = 1_000_000_000
 _STATE_CACHE_SIZE: Final = 256
 MAX_STATUS_TEXT: Final = 1000
+# Commits retried when another replica wrote the chain's client state in between (its
+# on-demand verification, or a takeover): each retry re-reads the trusted state.
+_COMMIT_ATTEMPTS: Final = 4
+
+
+def default_replica_id() -> str:
+    """``<hostname>-<pid>``: the lease owner name when the config sets none."""
+    return f"{socket.gethostname()}-{os.getpid()}"[:200]
 
 
 def status_text(reason: str, message: str) -> str:
@@ -86,6 +108,8 @@ class SyncStats:
     on_demand_verifications: int = 0
     misbehaviour: int = 0
     pruned: int = 0
+    leases_acquired: int = 0
+    leases_lost: int = 0
     last_error_reason: str = ""
     last_error: str = ""
     last_success_ns: int = 0
@@ -124,6 +148,12 @@ class ChainRuntime:
         self.metrics = metrics
         self.chain_id = record.chain_id
         self.lock = asyncio.Lock()
+        # The sync lease while this replica holds it, and the event-loop time by which it
+        # surely ends (measured before the store call that set it: never later than the
+        # store's own expiry).
+        self.replica_id = settings.replica_id or default_replica_id()
+        self.lease: Lease | None = None
+        self.lease_deadline = 0.0
         self.partner_head: int | None = None
         self.partner_head_seen_ns: int | None = None
         self.stats = SyncStats()
@@ -239,7 +269,9 @@ class ChainRuntime:
         self._view = view
         return view
 
-    async def mark_expired(self, view: TrustedView, *, now_ns: int) -> RelayError:
+    async def mark_expired(
+        self, view: TrustedView, *, now_ns: int, fence: int | None = None
+    ) -> RelayError:
         expired_at = self.client.trust_expires_at_ns(view)
         message = (
             f"the trusting period of chain {self.chain_id!r} ended at {expired_at // NS} "
@@ -252,6 +284,7 @@ class ChainRuntime:
                     self.chain_id,
                     status=ChainStatus.EXPIRED,
                     reason=status_text("CHAIN_EXPIRED", message),
+                    fence=fence,
                 )
             await self.refresh_record()
             log.warning("chain %s expired: %s", self.chain_id, message)
@@ -269,8 +302,10 @@ class ChainRuntime:
 
     # ------------------------------------------------------------------ misbehaviour
 
-    async def freeze_for(self, found: MisbehaviourFound) -> RelayError:
-        """Record misbehaviour evidence and freeze the chain (one store transaction)."""
+    async def freeze_for(self, found: MisbehaviourFound, *, fence: int | None = None) -> RelayError:
+        """Record misbehaviour evidence and freeze the chain (one store transaction).
+        ``fence``: the sync lease token (LeaseLostError when it is lost; the new owner
+        finds the misbehaviour again)."""
         self.stats.misbehaviour += 1
         if self.metrics is not None:
             self.metrics.record_misbehaviour(self.chain_id)
@@ -281,7 +316,10 @@ class ChainRuntime:
                 kind=found.kind,
                 evidence=found.evidence,
                 freeze_reason=status_text("MISBEHAVIOUR_DETECTED", found.message),
+                fence=fence,
             )
+        except LeaseLostError:
+            raise
         except StoreError as e:
             raise RelayError(
                 "INTERNAL",
@@ -366,15 +404,34 @@ class ChainRuntime:
         now_ns: int,
         refreshed: bool = False,
         activate: bool = False,
+        fence: int | None = None,
     ) -> TrustedView:
-        """Persist verified states (misbehaviour checks first); return the new view."""
+        """Persist verified states (misbehaviour checks first); return the new view.
+        ``fence``: the sync lease token of a sync round (None: an on-demand write). When
+        another replica wrote the client state in between, re-read it and try again: the
+        candidates stay valid (consensus states never change), identical ones are skipped."""
         async with self.lock:
-            try:
-                return await self._commit_locked(
-                    candidates, now_ns=now_ns, refreshed=refreshed, activate=activate
-                )
-            except MisbehaviourFound as found:
-                raise await self.freeze_for(found) from found
+            for attempt in range(_COMMIT_ATTEMPTS):
+                try:
+                    return await self._commit_locked(
+                        candidates,
+                        now_ns=now_ns,
+                        refreshed=refreshed,
+                        activate=activate,
+                        fence=fence,
+                    )
+                except MisbehaviourFound as found:
+                    raise await self.freeze_for(found, fence=fence) from found
+                except StaleRevisionError as e:
+                    if attempt + 1 == _COMMIT_ATTEMPTS:
+                        raise RelayError(
+                            "INTERNAL",
+                            f"chain {self.chain_id!r} was written by other relay replicas "
+                            f"{_COMMIT_ATTEMPTS} times in a row while committing: {e}",
+                            chain_id=self.chain_id,
+                        ) from e
+                    log.debug("chain %s: client state moved on (%s); re-reading", self.chain_id, e)
+            raise AssertionError("unreachable")
 
     async def _commit_locked(
         self,
@@ -383,6 +440,7 @@ class ChainRuntime:
         now_ns: int,
         refreshed: bool,
         activate: bool,
+        fence: int | None,
     ) -> TrustedView:
         view = await self.load_view(fresh=True)
         fresh: list[ConsensusStateRecord] = []
@@ -396,7 +454,9 @@ class ChainRuntime:
         latest = max(view.latest.height, top)
         last_verified = now_ns if (advanced or refreshed) else view.state.last_verified_ns
         if activate and self.status == ChainStatus.PENDING:
-            await self.store.set_chain_status(self.chain_id, status=ChainStatus.ACTIVE, reason="")
+            await self.store.set_chain_status(
+                self.chain_id, status=ChainStatus.ACTIVE, reason="", fence=fence
+            )
             await self.refresh_record()
         state = self.client.client_state(latest_height=latest, last_verified_ns=last_verified)
         try:
@@ -406,7 +466,10 @@ class ChainRuntime:
                 latest_height=latest,
                 expected_revision=view.client_state.revision,
                 consensus_states=fresh,
+                fence=fence,
             )
+        except (LeaseLostError, StaleRevisionError):
+            raise
         except ConflictError as e:
             stored = await self.store.get_consensus_state(self.chain_id, e.height)
             offered = next(c for c in fresh if c.height == e.height)
@@ -417,12 +480,6 @@ class ChainRuntime:
             await self.refresh_record()
             raise self.status_error() or RelayError(
                 "INTERNAL", str(e), chain_id=self.chain_id
-            ) from e
-        except StaleRevisionError as e:
-            raise RelayError(
-                "INTERNAL",
-                f"chain {self.chain_id!r} was written by another relay process: {e}",
-                chain_id=self.chain_id,
             ) from e
         except StoreError as e:
             raise RelayError(
@@ -452,15 +509,16 @@ class ChainRuntime:
                 calculated=str(got),
             )
 
-    async def sync_once(self) -> bool:
-        """One sync round; True when new verified state was committed."""
+    async def sync_once(self, *, fence: int | None = None) -> bool:
+        """One sync round; True when new verified state was committed. ``fence`` is the
+        sync lease token every write of the round carries (LeaseLostError: stop syncing)."""
         self.stats.rounds += 1
         if self.status in (ChainStatus.FROZEN, ChainStatus.EXPIRED):
             return False
         now_ns = self.clock()
         view = await self.load_view(fresh=True)
         if self.client.is_expired(view, now_ns=now_ns):
-            raise await self.mark_expired(view, now_ns=now_ns)
+            raise await self.mark_expired(view, now_ns=now_ns, fence=fence)
         pending = self.status == ChainStatus.PENDING
         if pending:
             await self.check_adapter()
@@ -469,7 +527,7 @@ class ChainRuntime:
                 adapter=self.adapter, store=self.store, view=view, now_ns=now_ns
             )
         except MisbehaviourFound as found:
-            raise await self.freeze_for(found) from found
+            raise await self.freeze_for(found, fence=fence) from found
         self.partner_head = advance.partner_head
         self.partner_head_seen_ns = now_ns
         self._publish_head(advance.partner_head)
@@ -479,6 +537,7 @@ class ChainRuntime:
             now_ns=now_ns,
             refreshed=advance.refreshed,
             activate=pending and (bool(advance.candidates) or advance.refreshed),
+            fence=fence,
         )
         self.stats.successes += 1
         self.stats.consecutive_failures = 0
@@ -520,6 +579,10 @@ class ChainRuntime:
                 height=height,
                 check="ON_DEMAND_DISABLED",
             )
+        if height > view.latest.height:
+            # Another replica may own the chain's sync: start from what it committed since
+            # this replica last looked (the nearest trusted state, the shortest walk).
+            view = await self.load_view(fresh=True)
         # One verification per height, whoever asks: it runs as its own task (bounded by
         # the query deadline) so that a caller giving up does not cancel it for the others.
         task = self._inflight.get(height)
@@ -577,6 +640,111 @@ class ChainRuntime:
                 height=height,
             )
         return stored
+
+    # ------------------------------------------------------------------ sync lease
+
+    @property
+    def lease_ttl_s(self) -> float:
+        return self.settings.lease_ttl_s
+
+    def holds_lease(self) -> bool:
+        """True while this replica holds an unexpired sync lease of the chain (by its own
+        conservative deadline; the store's fencing is what makes writes safe)."""
+        return self.lease is not None and asyncio.get_running_loop().time() < self.lease_deadline
+
+    async def acquire_lease(self) -> Lease | None:
+        """Take or extend the chain's sync lease; None while another replica holds it or
+        the store cannot be reached (logged)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            lease = await self.store.acquire_lease(
+                self.chain_id, owner=self.replica_id, ttl_s=self.lease_ttl_s
+            )
+        except StoreError as e:
+            log.warning("chain %s: cannot take its sync lease: %s", self.chain_id, e)
+            return None
+        if lease is None:
+            return None
+        if self.lease is None or self.lease.token != lease.token:
+            self.stats.leases_acquired += 1
+            log.info(
+                "chain %s: this replica (%s) now syncs it (lease term %d)",
+                self.chain_id,
+                self.replica_id,
+                lease.token,
+            )
+        self.lease = lease
+        self.lease_deadline = started + self.lease_ttl_s
+        if self.metrics is not None:
+            self.metrics.record_lease(self.chain_id, held=True)
+        return lease
+
+    async def renew_lease(self) -> bool:
+        """Renew the held lease; False when it is lost (refused, or not renewed before its
+        deadline). A store error short of that is retried by the next renewal."""
+        lease = self.lease
+        if lease is None:
+            return False
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            renewed = await self.store.renew_lease(lease, ttl_s=self.lease_ttl_s)
+        except LeaseLostError as e:
+            self.lose_lease(str(e))
+            return False
+        except StoreError as e:
+            if loop.time() >= self.lease_deadline:
+                self.lose_lease(f"not renewed before it ran out ({e})")
+                return False
+            log.warning("chain %s: renewing its sync lease failed: %s", self.chain_id, e)
+            return True
+        if self.lease is lease:
+            self.lease = renewed
+            self.lease_deadline = started + self.lease_ttl_s
+        return self.lease is not None
+
+    def lose_lease(self, why: str) -> None:
+        """This replica no longer owns the chain's sync: stop writing, count it, log it."""
+        lease, self.lease = self.lease, None
+        if lease is None:
+            return
+        self.stats.leases_lost += 1
+        if self.metrics is not None:
+            self.metrics.record_lease(self.chain_id, held=False, lost=True)
+        log.warning(
+            "chain %s: sync lease term %d lost (%s); this replica (%s) stops syncing the "
+            "chain and follows what the owner commits",
+            self.chain_id,
+            lease.token,
+            why,
+            self.replica_id,
+        )
+
+    async def release_lease(self) -> None:
+        """Give the held lease up (graceful shutdown, the chain stopped) so another
+        replica can take over at once."""
+        lease, self.lease = self.lease, None
+        if lease is None:
+            return
+        if self.metrics is not None:
+            self.metrics.record_lease(self.chain_id, held=False)
+        try:
+            await self.store.release_lease(lease)
+        except StoreError as e:
+            log.warning("chain %s: releasing its sync lease failed: %s", self.chain_id, e)
+
+    async def follow(self) -> None:
+        """A non-owner's refresh: the chain's status and trusted state as the owner
+        committed them."""
+        try:
+            await self.refresh_record()
+            if self.status in (ChainStatus.ACTIVE, ChainStatus.PENDING):
+                self.publish(await self.load_view(fresh=True))
+        except RelayError as e:
+            log.debug("chain %s: refreshing from the store failed: %s", self.chain_id, e)
+        except StoreError as e:
+            log.warning("chain %s: refreshing from the store failed: %s", self.chain_id, e)
 
     # ------------------------------------------------------------------ pruning
 
@@ -670,17 +838,63 @@ def _delay(settings: EngineSettings, failures: int, rng: random.Random) -> float
 
 
 async def run_sync(runtime: ChainRuntime, *, rng: random.Random | None = None) -> None:
-    """The sync task of one chain: rounds until the chain is frozen or expired (or the task
-    is cancelled). Never raises except CancelledError."""
-    settings = runtime.settings
+    """The sync task of one chain: take the chain's sync lease, then sync rounds while it is
+    held (renewed every third of its ttl), then back to taking it; without it, follow what
+    the owner commits. Ends when the chain is frozen or expired (or the task is
+    cancelled). Never raises except CancelledError."""
     rng = rng or random.Random()
     # The task was created inside whatever call started it (RegisterChain...): its log lines
     # belong to the chain, not to that call's request id.
     bind_log_context(chain=runtime.chain_id)
+    period = runtime.lease_ttl_s / 3
+    try:
+        while runtime.status not in (ChainStatus.FROZEN, ChainStatus.EXPIRED):
+            if await runtime.acquire_lease() is None:
+                await runtime.follow()
+                await asyncio.sleep(period * (1 + rng.uniform(0, 0.2)))
+                continue
+            await _sync_while_owner(runtime, rng)
+        await runtime.release_lease()  # frozen or expired: nothing left to sync
+    finally:
+        if runtime.lease is not None and runtime.metrics is not None:
+            runtime.metrics.record_lease(runtime.chain_id, held=False)
+    log.info("sync of chain %s stopped (%s)", runtime.chain_id, runtime.status.value)
+
+
+async def _sync_while_owner(runtime: ChainRuntime, rng: random.Random) -> None:
+    """Sync rounds beside a renewal loop; whichever ends first (lease lost, chain frozen)
+    ends the other at once, so no round keeps going once the lease is gone."""
+    rounds = asyncio.create_task(_rounds(runtime, rng))
+    renewals = asyncio.create_task(_renewals(runtime))
+    try:
+        await asyncio.wait((rounds, renewals), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (rounds, renewals):
+            task.cancel()
+        await asyncio.gather(rounds, renewals, return_exceptions=True)
+
+
+async def _renewals(runtime: ChainRuntime) -> None:
+    period = runtime.lease_ttl_s / 3
+    while True:
+        await asyncio.sleep(period)
+        if not await runtime.renew_lease():
+            return
+
+
+async def _rounds(runtime: ChainRuntime, rng: random.Random) -> None:
+    settings = runtime.settings
     while runtime.status not in (ChainStatus.FROZEN, ChainStatus.EXPIRED):
+        lease = runtime.lease
+        if lease is None or not runtime.holds_lease():
+            runtime.lose_lease("it ran out before it could be renewed")
+            return
         try:
             async with asyncio.timeout(settings.sync_round_timeout_s):
-                await runtime.sync_once()
+                await runtime.sync_once(fence=lease.token)
+        except LeaseLostError as e:
+            runtime.lose_lease(str(e))
+            return
         except RelayError as e:
             runtime.stats.failed(e)
             log.warning("sync of chain %s failed: %s", runtime.chain_id, e)
@@ -699,4 +913,3 @@ async def run_sync(runtime: ChainRuntime, *, rng: random.Random | None = None) -
         if runtime.status in (ChainStatus.FROZEN, ChainStatus.EXPIRED):
             break
         await asyncio.sleep(_delay(settings, runtime.stats.consecutive_failures, rng))
-    log.info("sync of chain %s stopped (%s)", runtime.chain_id, runtime.status.value)

@@ -276,7 +276,7 @@ def check_chain_id(chain_id: object) -> None:
 
 CS_COLUMNS = (
     "height, time_ns, root, header_hash, light_block, next_validators_hash, trusted_from, "
-    "created_at_ns"
+    "created_at_ns, lease_token"
 )
 """Column order of a consensus-state row, as :func:`cs_from_row` reads it."""
 
@@ -313,6 +313,7 @@ def cs_from_row(row: Sequence[Any]) -> ConsensusStateRecord:
         next_validators_hash=None if row[5] is None else bytes(row[5]),
         trusted_from=row[6],
         created_at_ns=row[7],
+        lease_token=None if row[8] is None else int(row[8]),
     )
 
 
@@ -412,7 +413,9 @@ class ConsensusStateRecord:
     verified header or checkpoint bytes as received, kept so offline evidence can carry the
     trust path. ``trusted_from`` is the height of the trusted state this one was verified
     from (its parent on the trust path); ``None`` only for the chain's anchor.
-    ``created_at_ns`` is set by the store and ignored on write.
+    ``created_at_ns`` is set by the store and ignored on write, and so is ``lease_token``:
+    the sync lease term whose fenced write stored the state (None: an unfenced write, such
+    as registration or on-demand verification; migration 0005).
     """
 
     height: int
@@ -423,6 +426,7 @@ class ConsensusStateRecord:
     next_validators_hash: bytes | None = None
     trusted_from: int | None = None
     created_at_ns: int = 0
+    lease_token: int | None = None
 
     def __post_init__(self) -> None:
         _check_int("height", self.height)
@@ -640,6 +644,13 @@ class Store(Protocol):
 
     async def latest_consensus_state(self, chain_id: str) -> ConsensusStateRecord | None:
         """The stored state with the greatest height, or None."""
+
+    async def list_consensus_states(
+        self, chain_id: str, *, from_height: int = 0, limit: int = 1000
+    ) -> list[ConsensusStateRecord]:
+        """Stored states with ``height >= from_height`` in height order, at most ``limit``
+        (1 to 10,000) of them: for operators' checks and the replica tests (page on with
+        the last height + 1)."""
 
     async def trust_path(
         self, chain_id: str, height: int, *, max_length: int = DEFAULT_TRUST_PATH_LIMIT
@@ -880,6 +891,16 @@ def next_lease(
             return None
         return Lease(chain_id=chain_id, owner=owner, token=token, expires_at_ns=expires)
     return Lease(chain_id=chain_id, owner=owner, token=token + 1, expires_at_ns=expires)
+
+
+MAX_LIST_LIMIT = 10_000
+
+
+def check_list_limit(limit: object) -> None:
+    """Raise :class:`InvalidRecordError` unless ``limit`` is an int in [1, 10,000]."""
+    _check_int("limit", limit, minimum=1)
+    if limit > MAX_LIST_LIMIT:  # type: ignore[operator]
+        raise InvalidRecordError(f"limit must be at most {MAX_LIST_LIMIT}", limit=limit)
 
 
 def check_owner(owner: object) -> None:

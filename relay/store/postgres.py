@@ -64,6 +64,7 @@ from relay.store.base import (
     check_fence,
     check_height,
     check_keep_heights,
+    check_list_limit,
     check_misbehaviour_args,
     check_owner,
     check_status_change,
@@ -137,10 +138,14 @@ class PostgresStore:
         clock: Callable[[], int] | None = None,
         connect_timeout_s: float = 10.0,
         command_timeout_s: float = 60.0,
+        idle_in_transaction_timeout_s: float = 10.0,
     ) -> PostgresStore:
         """Connect to the database at ``dsn`` (libpq URI), apply missing migrations under
         the advisory lock, and check the applied ones. ``migrations`` replaces the shipped
-        ones (tests); ``clock`` stamps record times (default: ``time.time_ns``). Raises
+        ones (tests); ``clock`` stamps record times (default: ``time.time_ns``). The server
+        ends a session idle inside a transaction for ``idle_in_transaction_timeout_s``: a
+        replica frozen mid-write (SIGSTOP, a VM pause) must not hold its chain's row locks,
+        and so block the takeover of its lease, for longer than that. Raises
         MigrationError, StoreError (unreachable server, driver missing)."""
         import time
 
@@ -163,6 +168,11 @@ class PostgresStore:
                 max_size=pool_size,
                 timeout=connect_timeout_s,
                 command_timeout=command_timeout_s,
+                server_settings={
+                    "idle_in_transaction_session_timeout": str(
+                        max(1, int(idle_in_transaction_timeout_s * 1000))
+                    )
+                },
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise StoreError(f"cannot connect to relay database {where}: {exc}") from exc
@@ -208,8 +218,15 @@ class PostgresStore:
 
         task = asyncio.ensure_future(run())
         self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        task.add_done_callback(self._write_done)
         return await asyncio.shield(task)
+
+    def _write_done(self, task: asyncio.Task[Any]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled():
+            # Retrieved here too: when the caller gave up (cancelled) before a write failed,
+            # the error is no longer anyone's, and must not be logged as "never retrieved".
+            task.exception()
 
     async def _read(self, fn: Callable[[Conn], Awaitable[T]], *, snapshot: bool = False) -> T:
         self._check_usable()
@@ -358,7 +375,7 @@ class PostgresStore:
                 )
             await _fence(conn, chain_id, fence)
             current = await _check_revision(conn, chain_id, expected_revision)
-            await _insert_states(conn, chain_id, anchor_height, states, now)
+            await _insert_states(conn, chain_id, anchor_height, states, now, lease_token=fence)
             if not await _has_state(conn, chain_id, latest_height):
                 raise InvalidRecordError(
                     f"client state of chain {chain_id!r} names latest height {latest_height}, "
@@ -474,6 +491,24 @@ class PostgresStore:
                 chain_id,
             )
             return None if row is None else cs_from_row(row)
+
+        return await self._read(read)
+
+    async def list_consensus_states(
+        self, chain_id: str, *, from_height: int = 0, limit: int = 1000
+    ) -> list[ConsensusStateRecord]:
+        check_height(from_height, "from_height")
+        check_list_limit(limit)
+
+        async def read(conn: Conn) -> list[ConsensusStateRecord]:
+            rows = await conn.fetch(
+                f"SELECT {CS_COLUMNS} FROM consensus_states WHERE chain_id = $1 "
+                "AND height >= $2 ORDER BY height LIMIT $3",
+                chain_id,
+                from_height,
+                limit,
+            )
+            return [cs_from_row(r) for r in rows]
 
         return await self._read(read)
 
@@ -1110,6 +1145,8 @@ async def _insert_states(
     anchor_height: int,
     states: Sequence[ConsensusStateRecord],
     now: int,
+    *,
+    lease_token: int | None = None,
 ) -> None:
     added: dict[int, ConsensusStateRecord] = {}
     for rec in states:
@@ -1164,8 +1201,8 @@ async def _insert_states(
             )
         await conn.execute(
             "INSERT INTO consensus_states (chain_id, height, time_ns, root, header_hash, "
-            "next_validators_hash, light_block, trusted_from, created_at_ns) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "next_validators_hash, light_block, trusted_from, created_at_ns, lease_token) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             chain_id,
             rec.height,
             rec.time_ns,
@@ -1175,6 +1212,7 @@ async def _insert_states(
             rec.light_block,
             rec.trusted_from,
             now,
+            lease_token,
         )
         added[rec.height] = rec
 

@@ -70,6 +70,7 @@ from relay.store.base import (
     check_fence,
     check_height,
     check_keep_heights,
+    check_list_limit,
     check_misbehaviour_args,
     check_owner,
     check_status_change,
@@ -94,6 +95,8 @@ _MIN_SQLITE = (3, 37, 0)  # STRICT tables
 # Result codes (primary code is the low byte of the extended one).
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
 _SQLITE_IOERR_SHORT_READ = 522
 
 # Audit rows per INSERT statement (5 parameters each; SQLite allows 32766 per statement).
@@ -158,6 +161,8 @@ class SQLiteStore:
         self._clock = clock
         self._busy_timeout_ms = busy_timeout_ms
         self._closed = False
+        # The event loop thread's own read connection (see _point_read).
+        self._inline_conn: sqlite3.Connection | None = None
         self._corrupt: StoreCorruptError | None = None
 
     # ------------------------------------------------------------------ opening
@@ -210,7 +215,7 @@ class SQLiteStore:
         except BaseException:
             writer.shutdown(wait=True)
             raise
-        return cls(
+        store = cls(
             path=target,
             conn=conn,
             writer=writer,
@@ -219,6 +224,26 @@ class SQLiteStore:
             clock=clock,
             busy_timeout_ms=busy_timeout_ms,
         )
+        try:
+            await store._end_previous_leases()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def _end_previous_leases(self) -> None:
+        """End every sync lease still running: this process holds the database's only
+        write lock, so whoever took them (a relay that crashed, with another replica id
+        such as ``<hostname>-<pid>``) is gone, and one replica must not wait out its own
+        predecessor's lease. Tokens are kept, so the next term's is greater."""
+        now = self._clock()
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE sync_leases SET expires_at_ns = ? WHERE expires_at_ns > ?", (now, now)
+            )
+
+        await self._write(write)
 
     async def close(self) -> None:
         if self._closed:
@@ -284,14 +309,43 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
 
-    def _open_reader(self) -> sqlite3.Connection:
+    async def _point_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read of a few rows by key, run on the calling (event loop) thread.
+
+        A thread hop costs more CPU than such a read (a wake-up, two GIL hand-offs and a
+        self-pipe write per hop, about 10 hops per sync round): a relay following a
+        thousand chains spends a large part of its time on hops (bench/bench_scale.py). In
+        WAL mode readers do not wait for the writer, so the read takes microseconds; should
+        SQLite answer BUSY (a WAL recovery or checkpoint in progress) the read goes to the
+        reader threads, which wait out the busy timeout there, never on the loop.
+        """
+        self._check_usable()
+        try:
+            conn = self._inline_conn
+            if conn is None:
+                conn = self._open_reader(timeout_s=0.0)
+                self._inline_conn = conn
+            result = fn(conn)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                raise self._translate(exc) from exc
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        else:
+            # Still a suspension point, as a read through the threads is: a caller polling
+            # the store in a loop must not starve the other tasks.
+            await asyncio.sleep(0)
+            return result
+        return await self._read(fn)
+
+    def _open_reader(self, *, timeout_s: float | None = None) -> sqlite3.Connection:
         uri = f"file:{quote(str(self.path))}?mode=ro"
         conn = sqlite3.connect(
             uri,
             uri=True,
             isolation_level=None,
             check_same_thread=False,
-            timeout=self._busy_timeout_ms / 1000,
+            timeout=self._busy_timeout_ms / 1000 if timeout_s is None else timeout_s,
         )
         conn.execute("PRAGMA query_only = ON")
         with self._reader_lock:
@@ -366,7 +420,7 @@ class SQLiteStore:
             ).fetchone()
             return None if row is None else chain_from_row(row)
 
-        return await self._read(read)
+        return await self._point_read(read)
 
     async def list_chains(self) -> list[ChainRecord]:
         def read(conn: sqlite3.Connection) -> list[ChainRecord]:
@@ -431,7 +485,7 @@ class SQLiteStore:
                 )
             _fence(conn, chain_id, fence, self._clock())
             current = _check_revision(conn, chain_id, expected_revision)
-            _insert_states(conn, chain_id, anchor_height, states, now)
+            _insert_states(conn, chain_id, anchor_height, states, now, lease_token=fence)
             if not _has_state(conn, chain_id, latest_height):
                 raise InvalidRecordError(
                     f"client state of chain {chain_id!r} names latest height {latest_height}, "
@@ -497,7 +551,7 @@ class SQLiteStore:
                 updated_at_ns=row[3],
             )
 
-        return await self._read(read)
+        return await self._point_read(read)
 
     async def get_consensus_state(self, chain_id: str, height: int) -> ConsensusStateRecord | None:
         check_height(height)
@@ -509,7 +563,7 @@ class SQLiteStore:
             ).fetchone()
             return None if row is None else cs_from_row(row)
 
-        return await self._read(read)
+        return await self._point_read(read)
 
     async def nearest_consensus_state(
         self, chain_id: str, height: int, *, below: bool
@@ -527,7 +581,7 @@ class SQLiteStore:
             row = conn.execute(query, (chain_id, height)).fetchone()
             return None if row is None else cs_from_row(row)
 
-        return await self._read(read)
+        return await self._point_read(read)
 
     async def latest_consensus_state(self, chain_id: str) -> ConsensusStateRecord | None:
         def read(conn: sqlite3.Connection) -> ConsensusStateRecord | None:
@@ -537,6 +591,22 @@ class SQLiteStore:
                 (chain_id,),
             ).fetchone()
             return None if row is None else cs_from_row(row)
+
+        return await self._point_read(read)
+
+    async def list_consensus_states(
+        self, chain_id: str, *, from_height: int = 0, limit: int = 1000
+    ) -> list[ConsensusStateRecord]:
+        check_height(from_height, "from_height")
+        check_list_limit(limit)
+
+        def read(conn: sqlite3.Connection) -> list[ConsensusStateRecord]:
+            rows = conn.execute(
+                f"SELECT {CS_COLUMNS} FROM consensus_states WHERE chain_id = ? AND height >= ? "
+                "ORDER BY height LIMIT ?",
+                (chain_id, from_height, limit),
+            ).fetchall()
+            return [cs_from_row(r) for r in rows]
 
         return await self._read(read)
 
@@ -890,7 +960,7 @@ class SQLiteStore:
                 return None
             return Lease(chain_id=chain_id, owner=row[0], token=row[1], expires_at_ns=row[2])
 
-        return await self._read(read)
+        return await self._point_read(read)
 
     # ------------------------------------------------------------------ access records
 
@@ -1149,6 +1219,8 @@ def _insert_states(
     anchor_height: int,
     states: Sequence[ConsensusStateRecord],
     now: int,
+    *,
+    lease_token: int | None = None,
 ) -> None:
     added: dict[int, ConsensusStateRecord] = {}
     for rec in states:
@@ -1200,8 +1272,8 @@ def _insert_states(
             )
         conn.execute(
             "INSERT INTO consensus_states (chain_id, height, time_ns, root, header_hash, "
-            "next_validators_hash, light_block, trusted_from, created_at_ns) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "next_validators_hash, light_block, trusted_from, created_at_ns, lease_token) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 chain_id,
                 rec.height,
@@ -1212,6 +1284,7 @@ def _insert_states(
                 rec.light_block,
                 rec.trusted_from,
                 now,
+                lease_token,
             ),
         )
         added[rec.height] = rec
