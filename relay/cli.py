@@ -429,7 +429,10 @@ def _add_service_commands(sub: Any) -> None:
     serve.add_argument(
         "--insecure-dev",
         action="store_true",
-        help="allow serving the API without TLS (development only; logs a warning)",
+        help=(
+            "development only (logs a warning): allow serving without TLS, without client "
+            "certificates (tls.require_client_cert: false) and without an access: section"
+        ),
     )
     serve.set_defaults(func=_cmd_serve)
 
