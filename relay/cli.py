@@ -219,6 +219,15 @@ def _rpc(args: argparse.Namespace, call: Callable[[Any], Any]) -> int:
         except grpc.RpcError as e:
             failure = describe_rpc_error(e)
             print(f"relay: {failure.one_line()}", file=sys.stderr)
+            if e.code() == grpc.StatusCode.UNAVAILABLE and tls is not None and not tls.cert_pem:
+                # The relay ends the TLS handshake of a client without a certificate, which
+                # reaches us only as "Socket closed": say what is most likely missing.
+                print(
+                    "relay: no client certificate was presented; the relay requires one "
+                    "(mutual TLS): pass --cert FILE --key FILE or set client.cert and "
+                    "client.key in the config",
+                    file=sys.stderr,
+                )
             return EXIT_FAILED
     return EXIT_OK
 
