@@ -177,7 +177,7 @@ async def serve_relay(args: argparse.Namespace) -> None:
             return InProcessAdapterClient(servicer, chain_id=descriptor.chain_id, settings=settings)
 
         adapters = factory
-    running = await start_relay(config, adapters=adapters)
+    running = await start_relay(config, adapters=adapters, insecure_dev=True)
     from relay.pb.relay.v1 import admin_pb2
 
     registered = {c.chain_id for c in (await running.engine.list_chains(

@@ -219,6 +219,15 @@ def _rpc(args: argparse.Namespace, call: Callable[[Any], Any]) -> int:
         except grpc.RpcError as e:
             failure = describe_rpc_error(e)
             print(f"relay: {failure.one_line()}", file=sys.stderr)
+            if e.code() == grpc.StatusCode.UNAVAILABLE and tls is not None and not tls.cert_pem:
+                # The relay ends the TLS handshake of a client without a certificate, which
+                # reaches us only as "Socket closed": say what is most likely missing.
+                print(
+                    "relay: no client certificate was presented; the relay requires one "
+                    "(mutual TLS): pass --cert FILE --key FILE or set client.cert and "
+                    "client.key in the config",
+                    file=sys.stderr,
+                )
             return EXIT_FAILED
     return EXIT_OK
 
@@ -429,7 +438,10 @@ def _add_service_commands(sub: Any) -> None:
     serve.add_argument(
         "--insecure-dev",
         action="store_true",
-        help="allow serving the API without TLS (development only; logs a warning)",
+        help=(
+            "development only (logs a warning): allow serving without TLS, without client "
+            "certificates (tls.require_client_cert: false) and without an access: section"
+        ),
     )
     serve.set_defaults(func=_cmd_serve)
 

@@ -6,7 +6,7 @@ Example (every field but ``listen``, ``store`` and ``signing`` has a default)::
 
     version: 1
     listen: {grpc: "0.0.0.0:7443", health: "0.0.0.0:7080", ops: "0.0.0.0:9090"}
-    tls: {cert: relay.pem, key: relay.key, client_ca: ca.pem, require_client_cert: false}
+    tls: {cert: relay.pem, key: relay.key, client_ca: ca.pem}   # client_ca: mutual TLS, required
     store: {backend: sqlite, path: /var/lib/relay/relay.db}
     signing: {algorithm: ed25519, key_id: relay-bj-2026-01, key_file: signing.key}
     chains: [descriptors/realestate.json, descriptors/ip.yaml]
@@ -187,17 +187,24 @@ class ListenConfig(_Model):
 
 
 class TlsConfig(_Model):
-    """The relay's server certificate, and which client certificates it asks for."""
+    """The relay's server certificate, and the CA whose client certificates it accepts.
+
+    The gRPC API requires a client certificate from ``client_ca`` (mutual TLS, issue 5):
+    the certificate is the caller's identity and role. ``require_client_cert: false`` is
+    honoured only by ``relay serve --insecure-dev`` (start-up is refused otherwise)."""
 
     cert: FilePath
     key: FilePath | None = None
     client_ca: FilePath | None = None
-    require_client_cert: bool = False
+    require_client_cert: bool = True
 
     @model_validator(mode="after")
     def _ca_for_clients(self) -> TlsConfig:
         if self.require_client_cert and self.client_ca is None:
-            raise ValueError("require_client_cert needs client_ca (the CA of client certificates)")
+            raise ValueError(
+                "client_ca required: the gRPC API accepts only clients with a certificate "
+                "from this CA (mutual TLS); require_client_cert: false is for --insecure-dev"
+            )
         return self
 
 

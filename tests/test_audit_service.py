@@ -86,7 +86,7 @@ def test_session_is_recorded_and_proven(tmp_path: Path, capsys: pytest.CaptureFi
         )
 
     async def session() -> None:
-        running = await start_relay(config, adapters=factory)
+        running = await start_relay(config, adapters=factory, insecure_dev=True)
         port = running.server.grpc_port
         channels = {
             n: aio_channel(f"localhost:{port}", tls(n))

@@ -26,6 +26,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from test_chart_render import MINIMAL, merged
 
 from relay import config as relay_config
 from relay.testing.pki import TestCA
@@ -42,7 +43,7 @@ DESCRIPTOR = {
     "adapter": {"grpcAddress": "adapter.bj-realestate.example:9443"},
 }
 MODES: dict[str, dict[str, Any]] = {
-    "defaults": {},
+    "minimal": MINIMAL,
     "sqlite-everything": {
         "web": {"enabled": True},
         "tls": {
@@ -51,6 +52,7 @@ MODES: dict[str, dict[str, Any]] = {
             "adapterClient": {"existingSecret": "adapter-client"},
         },
         "relay": {
+            "access": MINIMAL["relay"]["access"],
             "logLevel": "DEBUG",
             "shutdownGrace": "25s",
             "signing": {"keyId": "bj-relay-2026-01", "secretKey": "ed25519.pem"},
@@ -64,9 +66,12 @@ MODES: dict[str, dict[str, Any]] = {
         },
         "storage": {"sqlite": {"fullCheck": True, "readers": 8}},
     },
-    "sm2": {"relay": {"signing": {"algorithm": "sm2", "sm2SignerId": "1234567812345678"}}},
+    "sm2": merged(
+        MINIMAL, {"relay": {"signing": {"algorithm": "sm2", "sm2SignerId": "1234567812345678"}}}
+    ),
     "plaintext-dev": {"tls": {"enabled": False, "insecureDev": True}},
     "postgres": {
+        **MINIMAL,
         "storage": {"backend": "postgres", "postgres": {"existingSecret": "relay-postgres"}},
         "replicaCount": 2,
     },
@@ -248,7 +253,7 @@ def test_rendered_config_passes_relay_config_validate(mode: str, tmp_path: Path)
 def test_a_broken_config_is_caught(tmp_path: Path) -> None:
     """The check above can fail: a wrong key type and a missing file are reported."""
     root = tmp_path / "pod"
-    config = lay_out_pod(render({}), root, Material("ed25519"))
+    config = lay_out_pod(render(MINIMAL), root, Material("ed25519"))
     config = without_gaps(config, expected_gaps(config), root)
     config["signing"]["algorithm"] = "sm2"  # the file holds an Ed25519 PEM
     Path(config["tls"]["cert"]).unlink()
@@ -277,7 +282,11 @@ def test_schema_and_config_agree_on_every_tuning_key(tmp_path: Path) -> None:
         fields = set(model.model_fields) - {"client_cert", "client_key"}
         assert set(props) == fields, (section, set(props) ^ fields)
         values[section] = {key: _sample(spec) for key, spec in props.items()}
-    config = check_mode({"relay": copy.deepcopy(values)}, tmp_path)
+    access = set(relay_props["access"]["properties"])
+    assert access == set(relay_config.AccessConfig.model_fields), access
+    rate = set(relay_props["access"]["properties"]["rate"]["properties"])
+    assert rate == set(relay_config.AccessRateConfig.model_fields), rate
+    config = check_mode(merged(MINIMAL, {"relay": copy.deepcopy(values)}), tmp_path)
     for section, sample in values.items():
         assert set(config[section]) == set(sample)
 

@@ -33,6 +33,17 @@ DESCRIPTOR = {
     "proofSpec": "PROOF_SPEC_ICS23_SMT",
     "adapter": {"grpcAddress": "adapter.bj-realestate.example:9443"},
 }
+# What every install must set (README, Access): the CA of client certificates (mutual TLS)
+# and the access section; the chart refuses to render without them unless tls.insecureDev.
+ACCESS: dict[str, Any] = {
+    "grants": {"京0105": {"domains": ["real-estate", "bank"], "queries": ["ownership"]}},
+    "operators": ["ops-alice", "ops-bob"],
+    "approvals_required": 2,
+}
+MINIMAL: dict[str, Any] = {
+    "tls": {"clientCA": {"existingSecret": "court-ca"}},
+    "relay": {"access": ACCESS},
+}
 EVERYTHING_ON: dict[str, Any] = {
     "web": {"enabled": True},
     "tls": {
@@ -41,6 +52,7 @@ EVERYTHING_ON: dict[str, Any] = {
         "adapterClient": {"existingSecret": "relay-adapter-client"},
     },
     "relay": {
+        "access": ACCESS,
         "chains": {"bj-realestate-1": DESCRIPTOR},
         "sync": {"interval": "2s", "max_light_blocks_per_fetch": 32},
         "adapters": {"deadline": "5s", "retries": 2},
@@ -67,6 +79,7 @@ EVERYTHING_ON: dict[str, Any] = {
     },
 }
 POSTGRES = {
+    **MINIMAL,
     "storage": {"backend": "postgres", "postgres": {"existingSecret": "relay-postgres"}},
     "replicaCount": 3,
 }
@@ -88,7 +101,7 @@ def _merge(into: dict[str, Any], layer: dict[str, Any]) -> None:
 
 
 MODES: dict[str, dict[str, Any]] = {
-    "defaults": {},
+    "minimal": MINIMAL,
     "sqlite-everything": EVERYTHING_ON,
     "postgres": POSTGRES,
     "postgres-everything-autoscaled": merged(
@@ -160,7 +173,7 @@ def test_every_object_is_valid_kubernetes(rendered: tuple[str, list[dict[str, An
 
 
 def test_strict_validation_catches_a_stray_field(chart: helm.Chart) -> None:
-    statefulset = workload(objects(render(chart, {})))
+    statefulset = workload(objects(render(chart, MINIMAL)))
     statefulset["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFs"] = True
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(statefulset, KUBE_VERSIONS[0], strict=True)
@@ -229,7 +242,7 @@ def test_chart_has_no_dependencies(chart: helm.Chart) -> None:
 
 
 def test_sqlite_mode_is_one_statefulset_with_a_volume(chart: helm.Chart) -> None:
-    objs = objects(render(chart, {}))
+    objs = objects(render(chart, MINIMAL))
     assert by_kind(objs, "Deployment") == []
     assert by_kind(objs, "HorizontalPodAutoscaler") == []
     sts = one(objs, "StatefulSet")
@@ -267,7 +280,7 @@ def test_postgres_mode_is_a_deployment_with_replicas(chart: helm.Chart) -> None:
 
 def test_sqlite_with_two_replicas_fails_with_a_clear_message(chart: helm.Chart) -> None:
     with pytest.raises(helm.HelmRenderError) as caught:
-        render(chart, {"replicaCount": 2})
+        render(chart, merged(MINIMAL, {"replicaCount": 2}))
     message = str(caught.value)
     assert "storage.backend=sqlite" in message
     assert "replicaCount is 2" in message
@@ -280,7 +293,9 @@ def test_sqlite_with_two_replicas_fails_with_a_clear_message(chart: helm.Chart) 
         ({"autoscaling": {"enabled": True}}, "autoscaling.enabled needs storage.backend=postgres"),
         ({"storage": {"backend": "postgres"}}, "needs storage.postgres.existingSecret"),
         ({"tls": {"enabled": False}}, "set tls.insecureDev=true"),
-        ({"tls": {"requireClientCert": True}}, "needs tls.clientCA.existingSecret"),
+        ({"tls": {"clientCA": {"existingSecret": ""}}}, "tls.clientCA.existingSecret is required"),
+        ({"tls": {"requireClientCert": False}}, "set tls.insecureDev=true as well"),
+        ({"relay": {"access": None}}, "relay.access is required"),
         (
             {"relay": {"signing": {"sm2SignerId": "1234567812345678"}}},
             "sm2SignerId applies only",
@@ -302,7 +317,7 @@ def test_impossible_combinations_fail_to_render(
     chart: helm.Chart, values: dict[str, Any], expected: str
 ) -> None:
     with pytest.raises(helm.HelmRenderError, match=expected):
-        render(chart, values)
+        render(chart, merged(MINIMAL, values))
 
 
 # -------------------------------------------------------------------- wiring, security
@@ -403,7 +418,13 @@ def test_tls_and_keys_come_from_existing_secrets(chart: helm.Chart) -> None:
     named = objects(
         render(
             chart,
-            {"tls": {"existingSecret": "api-cert"}, "relay": {"signing": {"existingSecret": "k"}}},
+            merged(
+                MINIMAL,
+                {
+                    "tls": {"existingSecret": "api-cert"},
+                    "relay": {"signing": {"existingSecret": "k"}},
+                },
+            ),
         )
     )
     volumes = {v["name"]: v for v in _pod(named)["spec"]["volumes"]}
@@ -413,7 +434,11 @@ def test_tls_and_keys_come_from_existing_secrets(chart: helm.Chart) -> None:
 
 def _scrape_endpoint(chart: helm.Chart, *layers: dict[str, Any]) -> dict[str, Any]:
     monitor = one(
-        objects(render(chart, merged({"metrics": {"serviceMonitor": {"enabled": True}}}, *layers))),
+        objects(
+            render(
+                chart, merged(MINIMAL, {"metrics": {"serviceMonitor": {"enabled": True}}}, *layers)
+            )
+        ),
         "ServiceMonitor",
     )
     (endpoint,) = monitor["spec"]["endpoints"]
@@ -439,8 +464,10 @@ def test_plaintext_needs_the_explicit_dev_flag(chart: helm.Chart) -> None:
 
 
 def test_config_change_rolls_the_pods(chart: helm.Chart) -> None:
-    a = _pod(objects(render(chart, {})))["metadata"]["annotations"]["checksum/config"]
-    b = _pod(objects(render(chart, {"relay": {"logLevel": "DEBUG"}})))["metadata"]["annotations"]
+    a = _pod(objects(render(chart, MINIMAL)))["metadata"]["annotations"]["checksum/config"]
+    b = _pod(objects(render(chart, merged(MINIMAL, {"relay": {"logLevel": "DEBUG"}}))))["metadata"][
+        "annotations"
+    ]
     assert a != b["checksum/config"]
 
 

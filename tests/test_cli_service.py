@@ -101,6 +101,26 @@ def test_health_check_against_nothing_fails() -> None:
     assert "not reachable" in out.stdout
 
 
+def test_serve_refuses_to_run_without_mutual_tls_or_access_control(tmp_path: Path) -> None:
+    """Issue 5: client certificates and an access: section are required; only --insecure-dev
+    runs without them, and the refusal names both fields before anything is opened."""
+    setup = write_dev_setup(tmp_path)
+    data = yaml.safe_load(setup.config.read_text())
+    data["tls"]["require_client_cert"] = False
+    setup.config.write_text(yaml.safe_dump(data, allow_unicode=True))
+    out = cli("serve", "--config", str(setup.config), timeout=20)
+    assert out.returncode == 2, out.stderr
+    assert "tls.require_client_cert: false is allowed only with --insecure-dev" in out.stderr
+    assert "access: required" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "relay.db").exists()
+    del data["tls"]["client_ca"], data["tls"]["require_client_cert"]
+    setup.config.write_text(yaml.safe_dump(data, allow_unicode=True))
+    out = cli("config", "validate", str(setup.config), timeout=20)
+    assert out.returncode == 2
+    assert "tls: client_ca required" in out.stdout
+
+
 def test_serve_refuses_plaintext_without_the_dev_flag(tmp_path: Path) -> None:
     setup = write_dev_setup(tmp_path)
     data = yaml.safe_load(setup.config.read_text())
@@ -131,7 +151,7 @@ def test_serve_with_a_port_in_use_fails_clearly(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         setup = write_dev_setup(tmp_path, grpc_port=port)
-        out = cli("serve", "--config", str(setup.config), timeout=20)
+        out = cli("serve", "--config", str(setup.config), "--insecure-dev", timeout=20)
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("relay: error: cannot listen")

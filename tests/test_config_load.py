@@ -106,7 +106,7 @@ def test_durations_and_sizes(tmp_path: Path) -> None:
             {"signing": {"algorithm": "ed25519", "key_id": "k", "sm2_signer_id": "x"}},
             "signing: sm2_signer_id applies only to algorithm sm2",
         ),
-        ({"tls": {"cert": "c.pem", "require_client_cert": True}}, "tls: require_client_cert needs"),
+        ({"tls": {"cert": "c.pem", "require_client_cert": True}}, "tls: client_ca required"),
         ({"sync": {"interval": "soon"}}, "sync.interval: expected a duration such as 5s"),
         ({"sync": {"interval": 0}}, "sync.interval: Input should be greater than 0"),
         ({"sync": {"interval": True}}, "sync.interval: expected a duration such as 5s or 500ms"),

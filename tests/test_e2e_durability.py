@@ -112,7 +112,7 @@ def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
         killed_while_serving = 0
         startup_s = 0.5  # refined from the first start that reaches SERVING
         for i in range(KILLS):
-            relay = start_relay_process(setup.config, log=log)
+            relay = start_relay_process(setup.config, log=log, extra=["--insecure-dev"])
             started = time.monotonic()
             serving = False
             if i % 2:
@@ -146,7 +146,7 @@ def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
             previous, previous_clients = states, clients
 
         # Sync carries on after the last kill: both chains move past where they stood.
-        relay = start_relay_process(setup.config, log=log)
+        relay = start_relay_process(setup.config, log=log, extra=["--insecure-dev"])
         try:
             wait_serving(setup.health_address, timeout_s=15, process=relay)
             time.sleep(1.0)
@@ -181,7 +181,7 @@ def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
         overrides={"store": {"path": str(corrupt), "full_check": True}},
     )
     bad_log = tmp_path / "corrupt.log"
-    relay = start_relay_process(bad.config, log=bad_log)
+    relay = start_relay_process(bad.config, log=bad_log, extra=["--insecure-dev"])
     try:
         code = relay.wait(20)
     finally:
@@ -203,7 +203,7 @@ def test_foreign_file_is_refused_at_start(tmp_path: Path) -> None:
     conn.close()
     setup = write_dev_setup(tmp_path / "relay", overrides={"store": {"path": str(not_ours)}})
     log = tmp_path / "relay.log"
-    relay = start_relay_process(setup.config, log=log)
+    relay = start_relay_process(setup.config, log=log, extra=["--insecure-dev"])
     try:
         code = relay.wait(20)
     finally:

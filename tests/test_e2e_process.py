@@ -112,7 +112,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             overrides={"sync": {"interval": "100ms"}},
         )
         log = root / "relay.log"
-        relay = start_relay_process(setup.config, log=log)
+        relay = start_relay_process(setup.config, log=log, extra=["--insecure-dev"])
         processes.append(relay)
         wait_serving(setup.health_address, timeout_s=20, process=relay)
         stack = Stack(setup, descriptors, log)
@@ -132,8 +132,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_reflection_lists_and_describes_the_api(stack: Stack) -> None:
-    pki = stack.setup.pki
-    creds = grpc.ssl_channel_credentials(root_certificates=pki.ca_cert.read_bytes())
+    creds = stack.setup.client_tls().credentials()
     port = stack.setup.grpc_address.rpartition(":")[2]
     with grpc.secure_channel(f"localhost:{port}", creds) as channel:
         db = ProtoReflectionDescriptorDatabase(channel)
@@ -269,7 +268,7 @@ def test_client_refuses_the_wrong_ca(stack: Stack, tmp_path: Path) -> None:
 def test_sigterm_drains_and_health_check_fails_after(tmp_path: Path) -> None:
     setup = write_dev_setup(tmp_path / "relay")
     log = tmp_path / "relay.log"
-    relay = start_relay_process(setup.config, log=log)
+    relay = start_relay_process(setup.config, log=log, extra=["--insecure-dev"])
     try:
         wait_serving(setup.health_address, timeout_s=20, process=relay)
         out = cli("health-check", "--config", str(setup.config))

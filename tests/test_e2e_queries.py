@@ -26,7 +26,7 @@ from relay.engine.evidence import RelaySigner
 from relay.pb.relay.v1 import admin_pb2, admin_pb2_grpc, query_pb2, query_pb2_grpc
 from relay.pb.relay.v1 import types_pb2 as pb
 from relay.service.app import Running, start_relay
-from relay.service.client import ClientTls, aio_channel
+from relay.service.client import aio_channel
 from relay.service.devconfig import DevSetup, write_dev_setup
 from relay.service.errors import RpcFailure, describe_rpc_error
 from relay.testing import samples
@@ -93,7 +93,7 @@ class Relay:
         self.running = running
         self.partners = partners
         self.descriptors: dict[str, pb.ChainDescriptor] = {}
-        tls = ClientTls(ca_pem=setup.pki.ca_cert.read_bytes())
+        tls = setup.client_tls()
         self.channel = aio_channel(f"localhost:{running.server.grpc_port}", tls)
         self.query = query_pb2_grpc.QueryServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
@@ -144,7 +144,7 @@ async def relay(tmp: Path, partners: dict[str, Partner], **sections: Any) -> Asy
         servicer = partners[descriptor.chain_id].adapter
         return InProcessAdapterClient(servicer, chain_id=descriptor.chain_id, settings=settings)
 
-    running = await start_relay(config, adapters=adapters)
+    running = await start_relay(config, adapters=adapters, insecure_dev=True)
     r = Relay(setup, running, partners)
     try:
         await r.register_all()

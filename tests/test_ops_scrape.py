@@ -36,7 +36,7 @@ from relay.metrics import RelayMetrics
 from relay.pb.relay.v1 import query_pb2, query_pb2_grpc
 from relay.pb.relay.v1 import types_pb2 as pb
 from relay.service.app import Running, start_relay
-from relay.service.client import ClientTls, aio_channel
+from relay.service.client import aio_channel
 from relay.service.devconfig import write_dev_setup
 from relay.service.errors import describe_rpc_error
 from relay.testing import samples
@@ -209,10 +209,8 @@ async def ops_relay(tmp: Path) -> AsyncIterator[Ops]:
     logs = io.StringIO()
     configure_logging(level="INFO", fmt="json", stream=logs)
     metrics = RelayMetrics()
-    running = await start_relay(config, adapters=adapters, metrics=metrics)
-    channel = aio_channel(
-        f"localhost:{running.server.grpc_port}", ClientTls(ca_pem=setup.pki.ca_cert.read_bytes())
-    )
+    running = await start_relay(config, adapters=adapters, metrics=metrics, insecure_dev=True)
+    channel = aio_channel(f"localhost:{running.server.grpc_port}", setup.client_tls())
     try:
         assert running.ops is not None
         # The ops port serves the relay's certificate (issue 5): trust only the test CA.

@@ -38,7 +38,7 @@ async def http_relay(
     if not tls:
         overrides["tls"] = None
     setup = write_dev_setup(tmp, grpc_port=0, health_port=0, overrides=overrides)
-    running = await start_relay(load_config(setup.config), insecure_dev=not tls)
+    running = await start_relay(load_config(setup.config), insecure_dev=True)
     try:
         assert running.ops is not None and running.web is not None
         yield setup, running, {"ops": running.ops.port, "web": running.web.port}

@@ -175,6 +175,20 @@ async def start_relay(
         tls = None
     else:
         tls = load_server_tls(config, env)
+    if not insecure_dev:  # issue 5: mutual TLS and access control are not optional
+        problems = []
+        if config.tls is not None and not config.tls.require_client_cert:
+            problems.append(
+                "tls.require_client_cert: false is allowed only with --insecure-dev; the "
+                "gRPC API requires client certificates (mutual TLS)"
+            )
+        if config.access is None:
+            problems.append(
+                "access: required; without it callers are not identified and court grants "
+                "are not enforced (run without access control only with --insecure-dev)"
+            )
+        if problems:
+            raise ConfigError(problems)
     # The ops port and the verification page serve the gRPC API's certificate (issue 5);
     # built before the store opens, so a key that does not fit stops start-up early.
     https = http_ports_ssl_context(config, tls)
@@ -226,8 +240,8 @@ async def start_relay(
             access_step = access.interceptor
         else:
             log.warning(
-                "no access: section in the config: callers are not identified and court "
-                "grants are not enforced (development only; add access: for production)"
+                "--insecure-dev without an access: section: callers are not identified and "
+                "court grants are not enforced (development only; add access: for production)"
             )
         options = ServerOptions(
             grpc_address=config.listen.grpc,

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from relay.service.client import ClientTls
 from relay.testing.pki import DevPki, write_dev_pki
 
 
@@ -40,6 +41,13 @@ class DevSetup:
     key_id: str
     grpc_address: str
     health_address: str
+
+    def client_tls(self) -> ClientTls:
+        """The dev client's TLS material: the CA and the client certificate the API asks
+        for (mutual TLS)."""
+        return ClientTls.from_files(
+            ca=self.pki.ca_cert, cert=self.pki.client_cert, key=self.pki.client_key
+        )
 
 
 def write_dev_setup(
@@ -72,7 +80,6 @@ def write_dev_setup(
             "cert": str(pki.server_cert),
             "key": str(pki.server_key),
             "client_ca": str(pki.ca_cert),
-            "require_client_cert": False,
         },
         "store": {"backend": "sqlite", "path": str(directory / "relay.db")},
         "signing": {"algorithm": "ed25519", "key_id": key_id, "key_file": str(signing_key)},

@@ -87,11 +87,14 @@ Included by the ConfigMap, which every render produces.
 {{- if and (not .Values.tls.enabled) (not .Values.tls.insecureDev) -}}
 {{- fail "tls.enabled=false serves the court-facing API in plaintext; set tls.insecureDev=true as well if this is really a development install" -}}
 {{- end -}}
-{{- if and .Values.tls.requireClientCert (not .Values.tls.clientCA.existingSecret) -}}
-{{- fail "tls.requireClientCert needs tls.clientCA.existingSecret (the CA bundle that issues client certificates)" -}}
+{{- if and .Values.tls.enabled (not .Values.tls.clientCA.existingSecret) -}}
+{{- fail "tls.clientCA.existingSecret is required: the gRPC API accepts only clients with a certificate from this CA bundle (mutual TLS)" -}}
 {{- end -}}
-{{- if and .Values.tls.requireClientCert (not .Values.tls.enabled) -}}
-{{- fail "tls.requireClientCert needs tls.enabled" -}}
+{{- if and .Values.tls.enabled (not .Values.tls.requireClientCert) (not .Values.tls.insecureDev) -}}
+{{- fail "tls.requireClientCert=false turns mutual TLS off; set tls.insecureDev=true as well if this is really a development install" -}}
+{{- end -}}
+{{- if and (not .Values.relay.access) (not .Values.tls.insecureDev) -}}
+{{- fail "relay.access is required: court grants, operators and institution keys (README, Access); only a tls.insecureDev install runs without it" -}}
 {{- end -}}
 {{- if and .Values.relay.signing.sm2SignerId (ne .Values.relay.signing.algorithm "sm2") -}}
 {{- fail "relay.signing.sm2SignerId applies only to relay.signing.algorithm=sm2" -}}
@@ -163,6 +166,10 @@ adapters:
 {{- end }}
 {{- with .Values.relay.limits }}
 limits:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.relay.access }}
+access:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 shutdown_grace: {{ .Values.relay.shutdownGrace | quote }}
