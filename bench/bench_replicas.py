@@ -97,7 +97,7 @@ async def serve_replica(args: argparse.Namespace) -> None:
     def factory(descriptor: pb.ChainDescriptor) -> Any:
         return InProcessAdapterClient(servicer, chain_id=descriptor.chain_id, settings=settings)
 
-    running = await start_relay(config, adapters=factory)
+    running = await start_relay(config, adapters=factory, insecure_dev=True)
     if args.register:
         endpoint = pb.AdapterEndpoint(entry_point="bench-in-process")
         await running.engine.register_chain(

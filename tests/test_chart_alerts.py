@@ -26,6 +26,7 @@ import helm_python as helm
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from test_chart_render import MINIMAL, merged
 
 from relay.metrics import RelayMetrics
 
@@ -88,7 +89,7 @@ def test_metric_name_check_catches_an_undeclared_metric() -> None:
 
 
 def render_rules(values: dict[str, Any] | None = None) -> dict[str, Any]:
-    settings = {"metrics": {"prometheusRule": {"enabled": True}}}
+    settings = merged(MINIMAL, {"metrics": {"prometheusRule": {"enabled": True}}})
     if values:
         settings["metrics"]["prometheusRule"].update(values)
     with helm.Chart.load(CHART) as chart:

@@ -268,7 +268,9 @@ class Replicas:
     def start(self, name: str) -> Child:
         setup = self.setups[name]
         log = setup.directory / "relay.log"
-        child = Child(name, ["-m", "relay.cli", "serve", "--config", str(setup.config)], log)
+        child = Child(
+            name, ["-m", "relay.cli", "serve", "--config", str(setup.config), "--insecure-dev"], log
+        )  # no access: section (development setup)
         os.environ["RELAY_STORE_DSN"] = self.dsn  # Child passes the environment on
         self.children[name] = child.start()
         return child
