@@ -29,7 +29,7 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import grpc
@@ -260,6 +260,16 @@ class _Chain:
     head_time: float | None = None
     trusted_height: int = 0
     head_height: int = 0
+    # Label children of the hot per-call metrics, resolved once: ``labels()`` takes a lock
+    # and builds a key on every call. Dropped with the chain by forget_chain.
+    children: dict[tuple[int, tuple[str, ...]], Any] = field(default_factory=dict)
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), labels)
+        found = self.children.get(key)
+        if found is None:
+            found = self.children[key] = metric.labels(*labels)
+        return found
 
 
 class RelayMetrics:
@@ -281,6 +291,7 @@ class RelayMetrics:
         self._lock = threading.Lock()
         self._chains: dict[str, _Chain] = {}
         self._warned: set[str] = set()
+        self._query_children: dict[str, Any] = {}
         self._audit_checkpoint: float | None = None
         self._started = clock()
         r = self.registry
@@ -687,7 +698,7 @@ class RelayMetrics:
         if found is None:
             return
         chain, state = found
-        self.proof_verifications.labels(chain, state.domain).inc()
+        state.child(self.proof_verifications, chain, state.domain).inc()
         if not ok:
             label = reason_label(reason)
             self.proof_verification_failures.labels(chain, state.domain, label).inc()
@@ -720,9 +731,10 @@ class RelayMetrics:
             return
         chain, state = found
         name = adapter_method_label(method)
-        self.adapter_request_duration.labels(chain, state.domain, name).observe(max(0.0, seconds))
+        duration = state.child(self.adapter_request_duration, chain, state.domain, name)
+        duration.observe(max(0.0, seconds))
         if reason is None:
-            self.adapter_up.labels(chain, state.domain).set(1)
+            state.child(self.adapter_up, chain, state.domain).set(1)
             return
         label = reason_label(reason)
         self.adapter_request_errors.labels(chain, state.domain, name, label).inc()
@@ -742,7 +754,10 @@ class RelayMetrics:
         """One court query (a QueryService RPC name) took ``seconds``; ``reason`` None means
         it was answered, otherwise the ErrorReason it failed with."""
         name = query_method_label(method)
-        self.query_duration.labels(name).observe(max(0.0, seconds))
+        duration = self._query_children.get(name)
+        if duration is None:
+            duration = self._query_children[name] = self.query_duration.labels(name)
+        duration.observe(max(0.0, seconds))
         if reason is not None:
             self.query_errors.labels(name, reason_label(reason)).inc()
 
