@@ -264,14 +264,19 @@ class Server:
                 self.process.wait()
 
 
-def start_server(*args: str, log: Path) -> Server:
+def start_server(
+    *args: str, log: Path, script: str = __file__, env: dict[str, str] | None = None
+) -> Server:
+    """Run ``script`` (this file, or another benchmark) with ``args`` as a server process
+    that prints ``READY {json}`` once serving and stops when a line arrives on its stdin."""
     out = log.open("a")
     process = subprocess.Popen(
-        [sys.executable, __file__, *args],
+        [sys.executable, script, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=out,
         text=True,
+        env=env,
     )
     assert process.stdout is not None
     line = process.stdout.readline()

@@ -32,12 +32,10 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +47,13 @@ from bench_query import (
     CHAIN,
     GET_OWNERSHIP,
     Result,
+    Server,
     check_answers,
     ownership_requests,
     pct,
     print_results,
     rss_mib,
+    start_server,
 )
 
 from relay.pb.relay.v1 import query_pb2
@@ -120,40 +120,6 @@ async def serve_replica(args: argparse.Namespace) -> None:
     print("READY " + json.dumps(report), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     await running.stop()
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[str]
-    info: dict[str, Any]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            assert self.process.stdin is not None
-            try:
-                self.process.stdin.write("\n")
-                self.process.stdin.flush()
-                self.process.wait(30)
-            except (BrokenPipeError, subprocess.TimeoutExpired):
-                self.process.kill()
-                self.process.wait()
-
-
-def start_server(args: Sequence[str], *, log: Path, env: dict[str, str]) -> Server:
-    process = subprocess.Popen(
-        [sys.executable, __file__, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=log.open("a"),
-        text=True,
-        env=env,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith("READY "):
-        process.kill()
-        raise SystemExit(f"server {args} failed to start; see {log}:\n{log.read_text()[-3000:]}")
-    return Server(process, json.loads(line[6:]))
 
 
 async def measure_spread(
@@ -235,8 +201,9 @@ async def client(args: argparse.Namespace) -> None:
             ca = lite.pki.ca_cert.read_bytes()
             env = dict(os.environ)
             sqlite = start_server(
-                ["--serve", "--register", "--setup", str(lite.directory), *common],
+                *["--serve", "--register", "--setup", str(lite.directory), *common],
                 log=log,
+                script=__file__,
                 env=env,
             )
             servers.append(sqlite)
@@ -250,8 +217,9 @@ async def client(args: argparse.Namespace) -> None:
                 flags = ["--register"] if i == 0 else []
                 replicas.append(
                     start_server(
-                        ["--serve", *flags, "--setup", str(setup.directory), *common],
+                        *["--serve", *flags, "--setup", str(setup.directory), *common],
                         log=log,
+                        script=__file__,
                         env=pg_env,
                     )
                 )
