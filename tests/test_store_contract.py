@@ -35,10 +35,12 @@ from relay.store import (
 )
 from relay.store import migrations as shipped_migrations
 from relay.store.base import (
+    AuditCheckpointRecord,
     LeaseLostError,
     NonceReplayedError,
     ProposalClosedError,
     ProposalNotFoundError,
+    StoreIntegrityError,
 )
 from relay.store.migrations import Migration
 from relay.store.postgres import PostgresStore
@@ -1152,5 +1154,92 @@ async def test_proposals_nonces_decisions_and_admin_actions(backend: Backend) ->
             )  # fmt: skip
         actions = await store.admin_actions()
         assert [(a.at_ns, a.actor) for a in actions] == [(0, "op0"), (1, "op1"), (2, "op2")]
+    finally:
+        await store.close()
+
+
+# ----------------------------------------------------------------------------- audit log
+# Issue 7 with the replicas of issue 9: one log for the whole deployment. The store picks
+# each appended leaf's index, so writers sharing the database never collide or leave gaps.
+
+
+def audit_leaf(writer: int, n: int) -> tuple[bytes, bytes, str, int]:
+    entry = b'{"writer":%d,"n":%d}' % (writer, n)
+    return entry, hashlib.sha256(b"\x00" + entry).digest(), f"court-{writer}", n
+
+
+async def second_writer(backend: Backend, store: Store) -> Store:
+    """Another writer of the same database: a second store instance where the backend is
+    shared by processes (PostgreSQL), else the same instance (SQLite has one writer)."""
+    if backend.dialect == "postgresql":
+        return await backend.open()
+    return store
+
+
+@run_async
+async def test_concurrent_audit_appends_get_distinct_consecutive_indexes(
+    backend: Backend,
+) -> None:
+    store = await backend.open()
+    other = await second_writer(backend, store)
+    try:
+        batches: dict[tuple[int, int], list[tuple[bytes, bytes, str, int]]] = {
+            (w, b): [audit_leaf(w, b * 10 + i) for i in range(1 + (b % 4))]
+            for w in (0, 1)
+            for b in range(25)
+        }
+
+        async def append(key: tuple[int, int]) -> tuple[tuple[int, int], int]:
+            writer = store if key[0] == 0 else other
+            return key, await writer.append_audit_leaves(batches[key])
+
+        ends = dict(await asyncio.gather(*(append(k) for k in batches)))
+        total = sum(len(rows) for rows in batches.values())
+        assert await store.audit_size() == await other.audit_size() == total
+        stored = await store.audit_leaves()
+        assert [leaf.index for leaf in stored] == list(range(total))  # no gap, no overlap
+        for key, rows in batches.items():
+            first = ends[key] - len(rows)  # each batch is contiguous, at the returned place
+            got = stored[first : ends[key]]
+            assert [(g.entry, g.leaf_hash, g.court, g.at_ns) for g in got] == rows, key
+        # A writer that names its own first index is refused when the log moved on.
+        with pytest.raises(StoreIntegrityError):
+            await other.append_audit_leaves([audit_leaf(9, 0)], first_index=total - 1)
+        assert await store.append_audit_leaves([audit_leaf(9, 1)]) == total + 1
+    finally:
+        if other is not store:
+            await other.close()
+        await store.close()
+
+
+@run_async
+async def test_audit_checkpoints_are_one_per_size_and_fenced_by_a_lease(backend: Backend) -> None:
+    store = await backend.open()
+    try:
+        one = AuditCheckpointRecord(size=3, root=b"r" * 32, note=b"note-a", at_ns=1)
+        assert await store.put_audit_checkpoint(one) == one
+        # The same size and root again (another signer, another time): the first stays.
+        again = dataclasses.replace(one, note=b"note-b", at_ns=2)
+        assert await store.put_audit_checkpoint(again) == one
+        split = dataclasses.replace(one, root=b"x" * 32, note=b"note-c")
+        with pytest.raises(StoreIntegrityError, match="split view"):
+            await store.put_audit_checkpoint(split)
+        assert await store.audit_checkpoints() == [one]
+        # Fenced: only the current, unexpired term of the (non-chain) lease writes.
+        name = "relay/audit-checkpoints"
+        old = await store.acquire_lease(name, owner="replica-a", ttl_s=30)
+        assert old is not None
+        two = AuditCheckpointRecord(size=5, root=b"s" * 32, note=b"n5", at_ns=3)
+        assert await store.put_audit_checkpoint(two, lease=old) == two
+        await store.release_lease(old)
+        new = await store.acquire_lease(name, owner="replica-b", ttl_s=30)
+        assert new is not None and new.token == old.token + 1
+        three = AuditCheckpointRecord(size=8, root=b"t" * 32, note=b"n8", at_ns=4)
+        with pytest.raises(LeaseLostError):
+            await store.put_audit_checkpoint(three, lease=old)
+        assert [c.size for c in await store.audit_checkpoints()] == [3, 5]
+        assert await store.put_audit_checkpoint(three, lease=new) == three
+        assert [c.size for c in await store.audit_checkpoints(min_size=4)] == [5, 8]
+        assert await store.audit_checkpoints(min_size=9) == []
     finally:
         await store.close()

@@ -99,12 +99,13 @@ def build_export(
 
 
 async def export_store(store: Any, *, relay_key: RelayKey) -> dict[str, Any]:
-    """The export document of the log in ``store`` (a relay Store)."""
-    return build_export(
-        relay_key=relay_key,
-        leaves=await store.audit_leaves(),
-        checkpoints=await store.audit_checkpoints(),
-    )
+    """The export document of the log in ``store`` (a relay Store; SQLite or the
+    PostgreSQL database relay replicas share, while they run)."""
+    # Checkpoints first: the rows read after them include every row they cover, however
+    # many replicas append and sign meanwhile.
+    checkpoints = await store.audit_checkpoints()
+    leaves = await store.audit_leaves()
+    return build_export(relay_key=relay_key, leaves=leaves, checkpoints=checkpoints)
 
 
 def read_sqlite(path: Path) -> tuple[list[AuditLeafRecord], list[AuditCheckpointRecord]]:
@@ -112,16 +113,17 @@ def read_sqlite(path: Path) -> tuple[list[AuditLeafRecord], list[AuditCheckpoint
     WAL lets a reader see the last committed state without taking the relay's lock)."""
     conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
     try:
-        leaves = [
-            AuditLeafRecord(int(r[0]), bytes(r[1]), bytes(r[2]), str(r[3]), int(r[4]))
-            for r in conn.execute(
-                "SELECT idx, entry, leaf_hash, court, at_ns FROM audit_leaves ORDER BY idx"
-            )
-        ]
+        # Checkpoints first: the rows read after them include every row they cover.
         checkpoints = [
             AuditCheckpointRecord(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]))
             for r in conn.execute(
                 "SELECT size, root, note, at_ns FROM audit_checkpoints ORDER BY size"
+            )
+        ]
+        leaves = [
+            AuditLeafRecord(int(r[0]), bytes(r[1]), bytes(r[2]), str(r[3]), int(r[4]))
+            for r in conn.execute(
+                "SELECT idx, entry, leaf_hash, court, at_ns FROM audit_leaves ORDER BY idx"
             )
         ]
     finally:
@@ -359,25 +361,53 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"relay: error: {args.config}: " + "; ".join(e.problems), file=sys.stderr)
         return EXIT_USAGE
-    if config.store.path is None:  # backend postgres (issue 9): no database file to read
-        print("relay: error: audit export reads the SQLite store (store.path)", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        leaves, checkpoints = read_sqlite(config.store.path)
-    except sqlite3.Error as e:
-        print(
-            f"relay: error: cannot read the audit log in {config.store.path}: {e}", file=sys.stderr
-        )
-        return EXIT_USAGE
-    doc = build_export(relay_key=relay_key, leaves=leaves, checkpoints=checkpoints)
+    if config.store.backend == "postgres":  # issue 9: the log every replica appends to
+        import asyncio
+
+        from relay.store import StoreError
+
+        try:
+            doc = asyncio.run(_export_postgres(relay_key))
+        except (ConfigError, StoreError) as e:
+            problems = "; ".join(e.problems) if isinstance(e, ConfigError) else str(e)
+            print(f"relay: error: cannot read the audit log: {problems}", file=sys.stderr)
+            return EXIT_USAGE
+        leaves_n, checkpoints_n = len(doc["leaves"]), len(doc["checkpoints"])
+    else:
+        if config.store.path is None:  # pragma: no cover - the config requires it
+            print("relay: error: store.path is not set", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            leaves, checkpoints = read_sqlite(config.store.path)
+        except sqlite3.Error as e:
+            print(
+                f"relay: error: cannot read the audit log in {config.store.path}: {e}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        doc = build_export(relay_key=relay_key, leaves=leaves, checkpoints=checkpoints)
+        leaves_n, checkpoints_n = len(leaves), len(checkpoints)
     out = Path(args.out)
     try:
         out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     except OSError as e:
         print(f"relay: error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"wrote {len(leaves)} audit entries and {len(checkpoints)} checkpoint(s) to {out}")
+    print(f"wrote {leaves_n} audit entries and {checkpoints_n} checkpoint(s) to {out}")
     return EXIT_OK
+
+
+async def _export_postgres(relay_key: RelayKey) -> dict[str, Any]:
+    """The export of the PostgreSQL store named by ``RELAY_STORE_DSN`` (raises ConfigError
+    when it is unset, StoreError when it cannot be read)."""
+    from relay.config import store_dsn
+    from relay.store.postgres import PostgresStore
+
+    store = await PostgresStore.open(store_dsn(), pool_size=1)
+    try:
+        return await export_store(store, relay_key=relay_key)
+    finally:
+        await store.close()
 
 
 def add_commands(sub: Any) -> None:
@@ -397,8 +427,9 @@ def add_commands(sub: Any) -> None:
     export = asub.add_parser(
         "export",
         help="write the audit log of a relay database to a file",
-        description="Read the audit log from the configured store (read-only; the relay may "
-        "be running) and write it as one JSON export.",
+        description="Read the audit log from the configured store (the SQLite file read-only, "
+        "or the PostgreSQL database of RELAY_STORE_DSN that every replica appends to; the "
+        "relays may be running) and write it as one JSON export.",
     )
     export.add_argument("--config", required=True, help="relay configuration file")
     export.add_argument("--out", required=True, help="output file")

@@ -1,20 +1,39 @@
 """The relay's tamper-evident audit log (issue 7): an append-only RFC 6962 Merkle log of
 every query and admin call, kept in the store, with signed checkpoints published to the
-judicial chain.
+judicial chain. One log per deployment: relay replicas sharing one PostgreSQL (issue 9)
+append to the same log.
 
 Durability and throughput (group commit): :meth:`AuditLog.append` returns only once its
-entry is committed to the store (one fsync'ed transaction), and the service sends no answer
+entry is committed to the store (one durable transaction), and the service sends no answer
 before that (relay/audit/recorder.py), so nothing is answered unrecorded. Appends waiting
-while a commit is in flight are written together by the next one, so under load one fsync
-covers many entries and the cost per query stays small.
+while a commit is in flight are written together by the next one, so under load one commit
+covers many entries and the cost per query stays small. The store assigns the indexes
+(``append_audit_leaves`` without ``first_index``: atomically, under PostgreSQL's lock on
+the log or SQLite's single writer), so replicas appending at once never collide and leave
+no gap.
+
+Each replica's view: the leaf hashes of the stored log up to the size it has read and
+checked, plus its own entries past that (committed, their place known). Before it builds
+an inclusion or consistency proof (:meth:`AuditLog.refresh`) or a checkpoint, it reads the
+rows other replicas appended since (the tail), rehashes them and chains them in; rows it
+had read or written itself must be unchanged.
 
 Integrity: at start-up and before every checkpoint the log re-reads every stored leaf,
-rehashes each entry, checks that indexes run 0..n-1 without a gap, and recomputes the root
-of the previous checkpoint's size. A deleted, inserted or edited row makes the check fail:
-the log reports it (logger ``relay.audit``, error level; metric if the metrics object has
+rehashes each entry, checks that indexes run 0..n-1 without a gap, that rows this replica
+already knew are unchanged and none is missing, and that the stored checkpoints' roots are
+the roots of that many rows. A deleted, inserted or edited row makes the check fail: the log
+reports it (logger ``relay.audit``, error level; metric if the metrics object has
 ``record_audit_integrity_failure``) and refuses to sign any checkpoint until the rows are
-restored. Signed checkpoints (relay/audit/checkpoint.py) are stored and handed to every
-configured :class:`AuditSink`.
+restored. Rows merely appended by other replicas after what this one knew are accepted.
+
+Checkpoints: one replica at a time signs, stores and publishes them, the holder of the
+audit lease (the store's sync lease mechanism under the name :data:`AUDIT_LEASE`, which no
+chain id can take); its checkpoint write is fenced with the lease's token, so a replica
+paused past its lease cannot store one. The others serve proofs against the stored
+checkpoints, each checked against the rows before it is served. Storing a checkpoint is
+idempotent per size (the store keeps one note per size), so the judicial chain is never
+offered two notes for one size. Signed checkpoints (relay/audit/checkpoint.py) are stored
+and handed to every configured :class:`AuditSink`.
 
 Proofs: RFC 6962 / RFC 9162 section 2.1 inclusion and consistency proofs
 (relay.verify.merkle.rfc6962), computed from the leaf hashes held in memory, which are
@@ -26,24 +45,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from relay.audit.checkpoint import TREE_HASHER, audit_origin, sign_checkpoint
-from relay.store.base import AuditCheckpointRecord, AuditLeafRecord, StoreIntegrityError
+from relay.store.base import (
+    AuditCheckpointRecord,
+    AuditLeafRecord,
+    Lease,
+    LeaseLostError,
+    StoreIntegrityError,
+)
 from relay.verify.merkle.rfc6962 import consistency_proof, inclusion_proof, root_hash
 
 log = logging.getLogger("relay.audit")
 
+AUDIT_LEASE = "relay/audit-checkpoints"
+"""The lease name of the checkpoint signer. Chain ids are ``[A-Za-z0-9._-]`` only
+(relay.verify.anchors), so no chain's sync lease can have this name."""
+DEFAULT_LEASE_TTL_S = 15.0
+_INLINE_ROWS = 256  # rehash at most this many rows on the event loop; more in a thread
+_CHECK_EACH = 4  # new checkpoints whose roots are each checked (more: the newest only)
+
+
+def default_replica_id() -> str:
+    """``<hostname>-<pid>``, as the engine names its lease owner when the config sets none."""
+    return f"{socket.gethostname()}-{os.getpid()}"[:200]
+
 
 class AuditIntegrityError(Exception):
-    """The stored audit log does not match itself or its last signed checkpoint."""
+    """The stored audit log does not match itself, what this replica read or wrote of it,
+    or its signed checkpoints."""
 
     def __init__(self, message: str, *, index: int | None = None) -> None:
         self.index = index
         super().__init__(message)
+
+
+class NotCheckpointSignerError(Exception):
+    """Another replica holds the audit lease: it signs this log's checkpoints."""
 
 
 class AuditSink(Protocol):
@@ -52,12 +96,12 @@ class AuditSink(Protocol):
     async def publish(self, checkpoint: AuditCheckpointRecord) -> None: ...
 
 
-def check_leaves(leaves: Sequence[AuditLeafRecord]) -> list[bytes]:
-    """The leaf hashes of ``leaves`` after checking that indexes run 0..n-1 and each stored
-    leaf hash is the RFC 6962 hash of its entry; raises AuditIntegrityError naming the first
-    bad row."""
+def check_leaves(leaves: Sequence[AuditLeafRecord], *, start: int = 0) -> list[bytes]:
+    """The leaf hashes of ``leaves`` after checking that indexes run start, start+1... and
+    each stored leaf hash is the RFC 6962 hash of its entry; raises AuditIntegrityError
+    naming the first bad row."""
     hashes: list[bytes] = []
-    for i, leaf in enumerate(leaves):
+    for i, leaf in enumerate(leaves, start):
         if leaf.index != i:
             raise AuditIntegrityError(
                 f"audit row {i} is missing (the next stored row is {leaf.index}): a row was "
@@ -94,6 +138,52 @@ def check_extends(hashes: Sequence[bytes], previous: AuditCheckpointRecord | Non
         )
 
 
+def check_known(
+    hashes: Sequence[bytes],
+    *,
+    start: int,
+    known: Sequence[bytes],
+    own: dict[int, bytes],
+    complete: bool,
+) -> None:
+    """Raise AuditIntegrityError unless the stored rows ``hashes`` (from index ``start``)
+    agree with what this replica knew before reading them: ``known`` (the leaf hashes it
+    had read and checked, from index 0) and ``own`` (index -> leaf hash of the entries it
+    appended itself). With ``complete`` (the read ran to the end of the log) a known row
+    missing from it was deleted."""
+    end = start + len(hashes)
+    overlap = min(len(known), end) - start
+    if overlap > 0 and list(known[start : start + overlap]) != list(hashes[:overlap]):
+        i = next(j for j in range(overlap) if known[start + j] != hashes[j])
+        raise AuditIntegrityError(
+            f"audit row {start + i} changed after this relay had read it (its leaf hash was "
+            f"{known[start + i].hex()}, it is now {hashes[i].hex()}): a row was edited or "
+            "replaced",
+            index=start + i,
+        )
+    if complete and len(known) > end:
+        raise AuditIntegrityError(
+            f"the audit log has {end} rows but this relay had read {len(known)} of it: rows "
+            "were deleted",
+            index=end,
+        )
+    for index, leaf_hash in own.items():
+        if start <= index < end:
+            if hashes[index - start] != leaf_hash:
+                raise AuditIntegrityError(
+                    f"audit row {index}, appended by this relay, was edited or replaced "
+                    f"(stored leaf hash {hashes[index - start].hex()}, appended "
+                    f"{leaf_hash.hex()})",
+                    index=index,
+                )
+        elif complete and index >= end:
+            raise AuditIntegrityError(
+                f"audit row {index}, appended by this relay, is no longer stored: rows were "
+                "deleted",
+                index=index,
+            )
+
+
 @dataclass
 class _Pending:
     entry: bytes
@@ -104,7 +194,9 @@ class _Pending:
 
 
 class AuditLog:
-    """The audit log of one relay. Create with :meth:`open`; close with :meth:`close`."""
+    """The audit log as one relay replica sees it. Create with :meth:`open`; close with
+    :meth:`close`. ``replica_id`` names this replica as the audit lease's owner (default
+    ``<hostname>-<pid>``), held for ``lease_ttl_s`` and renewed every third of it."""
 
     def __init__(
         self,
@@ -116,6 +208,8 @@ class AuditLog:
         clock: Callable[[], int] = time.time_ns,
         group_commit_window_s: float = 0.0,
         max_batch: int = 500,
+        replica_id: str | None = None,
+        lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
     ) -> None:
         self._store = store
         self._window_s = group_commit_window_s
@@ -126,15 +220,29 @@ class AuditLog:
         self._metrics = metrics
         self.sinks = list(sinks)
         self._clock = clock
+        self.replica_id = replica_id or default_replica_id()
+        self.lease_ttl_s = lease_ttl_s
+        # The verified stored log from index 0 (as far as this replica has read it), and
+        # this replica's own committed entries past it (index -> leaf hash).
         self._hashes: list[bytes] = []
-        self._checkpoints: list[AuditCheckpointRecord] = []
+        self._own: dict[int, bytes] = {}
+        self._own_end = 0  # one past the greatest index this replica appended
+        self._checkpoints: list[AuditCheckpointRecord] = []  # checked against the rows
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
         self._committing: list[_Pending] = []  # the batch whose transaction is under way
         self._checkpoint_lock = asyncio.Lock()
+        self._view_lock = asyncio.Lock()  # one reader of the stored log at a time
+        self._refreshed_at = -1e18  # loop time the last completed refresh started
         self._periodic: asyncio.Task[None] | None = None
+        self._lease_task: asyncio.Task[None] | None = None
+        self._lease: Lease | None = None
+        self._lease_deadline = 0.0  # time.monotonic() before which the lease surely holds
+        self._lease_lock = asyncio.Lock()
+        self.on_new_term: list[Callable[[AuditLog], None]] = []
         self.integrity_error: AuditIntegrityError | None = None
         self.commits = 0  # store transactions made by appends (group commit: <= entries)
+        self.signed: list[int] = []  # sizes of the checkpoints this replica signed
 
     @classmethod
     async def open(
@@ -146,11 +254,13 @@ class AuditLog:
         sinks: Sequence[AuditSink] = (),
         clock: Callable[[], int] = time.time_ns,
         group_commit_window_s: float = 0.0,
+        replica_id: str | None = None,
+        lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
     ) -> AuditLog:
         """Load and check the stored log (a failed check is reported and blocks
         checkpoints; the relay still serves and keeps recording). With
         ``group_commit_window_s``, back-to-back commits start at most that often, so under
-        load each commit (one fsync) carries more entries; an idle log commits at once."""
+        load each commit carries more entries; an idle log commits at once."""
         self = cls(
             store=store,
             signer=signer,
@@ -158,8 +268,9 @@ class AuditLog:
             sinks=sinks,
             clock=clock,
             group_commit_window_s=group_commit_window_s,
+            replica_id=replica_id,
+            lease_ttl_s=lease_ttl_s,
         )
-        self._checkpoints = await store.audit_checkpoints()
         await self.open_check()
         return self
 
@@ -167,7 +278,13 @@ class AuditLog:
 
     @property
     def size(self) -> int:
-        """Entries committed so far (as this process knows them)."""
+        """Entries committed so far as this replica knows them (the rows it has read, and
+        its own appends past them; other replicas' newer rows are read by refresh)."""
+        return max(len(self._hashes), self._own_end)
+
+    @property
+    def verified_size(self) -> int:
+        """How many rows from index 0 this replica has read and checked."""
         return len(self._hashes)
 
     @property
@@ -177,6 +294,12 @@ class AuditLog:
     @property
     def latest(self) -> AuditCheckpointRecord | None:
         return self._checkpoints[-1] if self._checkpoints else None
+
+    @property
+    def holds_lease(self) -> bool:
+        """Whether this replica holds the audit lease (signs checkpoints), as of its last
+        acquisition or renewal."""
+        return self._lease is not None and time.monotonic() < self._lease_deadline
 
     def checkpoint_of_size(self, size: int) -> AuditCheckpointRecord | None:
         for c in self._checkpoints:
@@ -194,39 +317,148 @@ class AuditLog:
         if hook is not None:
             hook()
 
-    async def verify_stored(self) -> list[bytes]:
-        """Re-read every stored row and check it against itself and the newest signed
-        checkpoint; on success the in-memory leaf hashes become the verified ones. Raises
-        AuditIntegrityError (also reported)."""
-        leaves = await self._store.audit_leaves()
+    def _merge_own(self) -> None:
+        """Move this replica's own entries that now follow the read rows into them."""
+        own = self._own
+        hashes = self._hashes
+        while own:
+            leaf_hash = own.pop(len(hashes), None)
+            if leaf_hash is None:
+                break
+            hashes.append(leaf_hash)
+
+    def _absorb(self, hashes: list[bytes], *, start: int) -> None:
+        """Chain in checked stored rows ``hashes`` from index ``start`` (``start`` <= the
+        read size): rows already known must be equal (check_known ran on what was known
+        before the read; this covers what was merged meanwhile)."""
+        check_known(hashes, start=start, known=self._hashes, own=self._own, complete=False)
+        new = hashes[len(self._hashes) - start :]
+        for i in range(len(self._hashes), len(self._hashes) + len(new)):
+            self._own.pop(i, None)
+        self._hashes.extend(new)
+        self._merge_own()
+        if self._metrics is not None:
+            self._metrics.record_audit_log(entries=self.size)
+
+    async def _new_checkpoints(self) -> list[AuditCheckpointRecord]:
+        """Stored checkpoints newer than the newest known one (signed by any replica)."""
         latest = self.latest
+        stored: list[AuditCheckpointRecord] = await self._store.audit_checkpoints(
+            min_size=0 if latest is None else latest.size + 1
+        )
+        return stored
 
-        def check() -> list[bytes]:
-            hashes = check_leaves(leaves)
-            check_extends(hashes, latest)
-            return hashes
+    def _check_checkpoints(
+        self, hashes: Sequence[bytes], checkpoints: Sequence[AuditCheckpointRecord]
+    ) -> None:
+        """Raise AuditIntegrityError unless the newest of ``checkpoints`` and, when there are
+        a few only, each of them has the root of that many of ``hashes`` (a worker thread's
+        job: a root over every leaf per checkpoint). At start-up (every stored checkpoint
+        is new) the newest covers the rows below it; the older ones were checked when they
+        were signed, and ``relay audit verify`` checks them all."""
+        chosen = list(checkpoints) if len(checkpoints) <= _CHECK_EACH else list(checkpoints[-1:])
+        for c in chosen:
+            check_extends(hashes, c)
 
-        try:
-            # Rehashing every row takes long on a big log: in a worker thread, so the event
-            # loop keeps answering queries meanwhile instead of stalling for the whole check.
-            hashes = await asyncio.to_thread(check)
-        except AuditIntegrityError as e:
-            self._report(e)
-            raise
+    def _chain_checkpoints(self, checkpoints: Sequence[AuditCheckpointRecord]) -> None:
+        for c in checkpoints:
+            if self.latest is None or c.size > self.latest.size:
+                self._checkpoints.append(c)
+
+    async def verify_stored(self) -> list[bytes]:
+        """Re-read every stored row and check it against itself, against what this replica
+        had read or appended, and against the stored checkpoints; on success the in-memory
+        leaf hashes become the verified ones (rows other replicas appended are chained in).
+        Raises AuditIntegrityError (also reported)."""
+        async with self._view_lock:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                known = list(self._hashes)
+                own = dict(self._own)
+                new = await self._new_checkpoints()
+                # Read after the checkpoints: every row a stored checkpoint covers is in it.
+                leaves = await self._store.audit_leaves()
+                previous = self.latest
+
+                def check() -> list[bytes]:
+                    hashes = check_leaves(leaves)
+                    check_known(hashes, start=0, known=known, own=own, complete=True)
+                    self._check_checkpoints(hashes, [*([previous] if previous else []), *new])
+                    return hashes
+
+                # Rehashing every row takes long on a big log: in a worker thread, so the
+                # event loop keeps answering queries meanwhile.
+                hashes = await asyncio.to_thread(check)
+                self._absorb(hashes, start=0)
+            except AuditIntegrityError as e:
+                self._report(e)
+                raise
+            self._chain_checkpoints(new)
+            self._refreshed_at = started
         if self.integrity_error is not None:
             log.warning("audit log integrity restored (%d rows verify)", len(hashes))
         self.integrity_error = None
-        # Appends committed while the rows were read and checked are kept: dropping them
-        # would make the next append reuse their indexes (a false "rows added" alarm).
-        self._hashes = hashes + self._hashes[len(hashes) :]
-        if self._metrics is not None:
-            self._metrics.record_audit_log(entries=len(hashes))
         return hashes
 
     async def open_check(self) -> None:
         """verify_stored() that logs instead of raising (start-up)."""
         with contextlib.suppress(AuditIntegrityError):
             await self.verify_stored()
+
+    async def refresh(self, *, full: bool = False) -> None:
+        """Catch up with the other replicas: load the checkpoints stored since the newest
+        known one, read the rows appended since this replica's verified size (up to the
+        newest checkpoint, or all of them with ``full``), rehash and chain them in, and
+        check each new checkpoint's root against them. Calls made while another refresh
+        runs wait for it and for no second one. Raises AuditIntegrityError (reported)."""
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        async with self._view_lock:
+            if self._refreshed_at >= asked and not full:
+                return  # a refresh that started after this call has completed
+            started = loop.time()
+            try:
+                new = await self._new_checkpoints()
+                start = len(self._hashes)
+                # The live list: appends only grow it past ``start`` meanwhile (check_known
+                # compares what overlaps the read; nothing before ``start`` changes).
+                known = self._hashes
+                own = dict(self._own)
+                target = max([c.size for c in new], default=0)
+                if full or target > start:
+                    leaves = await self._store.audit_leaves(
+                        start=start, end=None if full else target
+                    )
+                else:
+                    leaves = []
+
+                def check() -> list[bytes]:
+                    hashes = check_leaves(leaves, start=start)
+                    check_known(hashes, start=start, known=known, own=own, complete=False)
+                    end = start + len(hashes)
+                    lost = [i for i in own if i >= end] if full else []
+                    if lost:  # read to the end of the log after these were committed
+                        raise AuditIntegrityError(
+                            f"audit row {min(lost)}, appended by this relay, is no longer "
+                            "stored: rows were deleted",
+                            index=min(lost),
+                        )
+                    if new:
+                        everything = [*known[:start], *hashes]
+                        self._check_checkpoints(everything, new)
+                    return hashes
+
+                if len(leaves) > _INLINE_ROWS or new:
+                    hashes = await asyncio.to_thread(check)
+                else:
+                    hashes = check()
+                self._absorb(hashes, start=start)
+            except AuditIntegrityError as e:
+                self._report(e)
+                raise
+            self._chain_checkpoints(new)
+            self._refreshed_at = started
 
     # ------------------------------------------------------------------ appends
 
@@ -249,7 +481,7 @@ class AuditLog:
         while self._pending:
             if self._window_s > 0:
                 # Busy (the previous commit started less than a window ago): let the batch
-                # grow until the window is over, so fsyncs per second stay bounded.
+                # grow until the window is over, so commits per second stay bounded.
                 wait = self._last_commit + self._window_s - loop.time()
                 if wait > 0 and len(self._pending) < self._max_batch:
                     await asyncio.sleep(wait)
@@ -258,18 +490,11 @@ class AuditLog:
                 self._pending[: self._max_batch],
                 self._pending[self._max_batch :],
             )
-            first = len(self._hashes)
             rows = [(p.entry, p.leaf_hash, p.court, p.at_ns) for p in batch]
             self._committing = batch
             try:
-                try:
-                    await self._store.append_audit_leaves(rows, first_index=first)
-                except StoreIntegrityError as e:
-                    # Rows were added behind the relay's back: report it, append after them
-                    # (the next check names the problem; nothing is signed over it).
-                    self._report(AuditIntegrityError(str(e), index=first))
-                    first = await self._store.audit_size()
-                    await self._store.append_audit_leaves(rows, first_index=first)
+                # The store picks the indexes: other replicas may be appending too.
+                end = await self._store.append_audit_leaves(rows)
             except BaseException as e:
                 for p in batch:
                     if not p.future.done():
@@ -279,14 +504,30 @@ class AuditLog:
                     raise
                 continue
             self.commits += 1
-            if first != len(self._hashes):
-                self._hashes.extend([b""] * (first - len(self._hashes)))
-            self._hashes.extend(p.leaf_hash for p in batch)
+            first = end - len(batch)
+            if first == len(self._hashes) and not self._own:
+                self._hashes.extend(p.leaf_hash for p in batch)  # nobody appended between
+            else:
+                known = len(self._hashes)
+                for i, p in enumerate(batch):
+                    index = first + i
+                    if index >= known:
+                        self._own[index] = p.leaf_hash
+                    elif self._hashes[index] != p.leaf_hash:  # a refresh read it meanwhile
+                        self._report(
+                            AuditIntegrityError(
+                                f"audit row {index} was replaced right after this relay "
+                                "appended it",
+                                index=index,
+                            )
+                        )
+                self._merge_own()
+            self._own_end = max(self._own_end, end)
             for i, p in enumerate(batch):
                 if not p.future.done():
                     p.future.set_result(first + i)
             if self._metrics is not None:
-                self._metrics.record_audit_log(entries=len(self._hashes))
+                self._metrics.record_audit_log(entries=self.size)
 
     async def drain(self) -> None:
         """Wait until every append made so far is committed (or failed). Appends made
@@ -301,13 +542,71 @@ class AuditLog:
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
 
+    # ------------------------------------------------------------------ the audit lease
+
+    async def hold_lease(self) -> bool:
+        """Take or renew the audit lease; whether this replica now holds it. A new term
+        first catches up with the whole stored log, then runs the ``on_new_term`` hooks
+        (e.g. RemoteChainSink.attach: publish the stored checkpoints the chain lacks)."""
+        async with self._lease_lock:
+            return await self._hold_lease()
+
+    async def _hold_lease(self) -> bool:
+        store = self._store
+        # Measured before the call: the store's term runs from its own clock's "now", at
+        # or after this, so the lease holds at least until then.
+        started = time.monotonic()
+        if self._lease is not None:
+            try:
+                self._lease = await store.renew_lease(self._lease, ttl_s=self.lease_ttl_s)
+                self._lease_deadline = started + self.lease_ttl_s
+                return True
+            except LeaseLostError as e:
+                log.warning("audit lease lost (%s): another replica signs checkpoints now", e)
+                self._lease = None
+        lease: Lease | None = await store.acquire_lease(
+            AUDIT_LEASE, owner=self.replica_id, ttl_s=self.lease_ttl_s
+        )
+        if lease is None:
+            return False
+        self._lease = lease
+        self._lease_deadline = started + self.lease_ttl_s
+        log.info(
+            "audit lease term %d taken by %s: this replica signs checkpoints",
+            lease.token,
+            self.replica_id,
+        )
+        with contextlib.suppress(AuditIntegrityError):  # reported; nothing is signed over it
+            await self.refresh(full=True)
+        for hook in self.on_new_term:
+            try:
+                hook(self)
+            except Exception:
+                log.exception("audit lease term hook failed")
+        return True
+
+    async def release_lease(self) -> None:
+        """End this replica's audit lease so another replica signs at once."""
+        async with self._lease_lock:
+            lease, self._lease = self._lease, None
+        if lease is not None:
+            with contextlib.suppress(Exception):  # a lost lease or a closing store: expiry
+                await self._store.release_lease(lease)
+
     # ------------------------------------------------------------------ checkpoints
 
     async def checkpoint(self) -> AuditCheckpointRecord:
         """Check the stored log, then sign, store and publish a checkpoint of it (the
-        previous one when nothing was appended since). Raises AuditIntegrityError, and
-        signs nothing, when the stored rows do not extend the previous checkpoint."""
+        previous one when nothing was appended since). Only the audit lease's holder signs:
+        the lease is taken here if it is free, and NotCheckpointSignerError is raised while
+        another replica holds it. Raises AuditIntegrityError, and signs nothing, when the
+        stored rows do not extend the previous checkpoint."""
         async with self._checkpoint_lock:
+            if not await self.hold_lease():
+                raise NotCheckpointSignerError(
+                    "another relay replica holds the audit lease and signs the checkpoints"
+                )
+            lease = self._lease
             await self.drain()
             hashes = await self.verify_stored()
             previous = self.latest
@@ -324,8 +623,21 @@ class AuditLog:
             root, note = await asyncio.to_thread(sign)
             now = self._clock()
             record = AuditCheckpointRecord(size=size, root=root, note=note, at_ns=now)
-            await self._store.put_audit_checkpoint(record)
-            self._checkpoints.append(record)
+            try:
+                stored = await self._store.put_audit_checkpoint(record, lease=lease)
+            except LeaseLostError as e:
+                self._lease = None
+                raise NotCheckpointSignerError(
+                    f"the audit lease was lost while signing checkpoint {size}: {e}"
+                ) from e
+            except StoreIntegrityError as e:
+                error = AuditIntegrityError(str(e), index=size)
+                self._report(error)
+                raise error from e
+            # The store keeps one note per size: an earlier holder's stays (same root).
+            record = stored if isinstance(stored, AuditCheckpointRecord) else record
+            self._chain_checkpoints([record])
+            self.signed.append(record.size)
             if self._metrics is not None:
                 self._metrics.record_audit_checkpoint(time_s=now / 1e9)
             log.info("signed audit checkpoint %d", record.size)
@@ -337,27 +649,49 @@ class AuditLog:
         return record
 
     def start_periodic(self, interval_s: float) -> None:
-        """Checkpoint every ``interval_s`` seconds (when something was appended)."""
+        """Every ``interval_s`` seconds: the lease holder checkpoints (when something was
+        appended), the other replicas catch up with the stored log and checkpoints. The
+        lease is renewed every third of its time meanwhile."""
 
-        async def loop() -> None:
+        async def periodic() -> None:
             while True:
                 await asyncio.sleep(interval_s)
-                latest = self.latest
-                if latest is not None and latest.size == self.size:
-                    continue
-                with contextlib.suppress(AuditIntegrityError):  # already reported
+                try:
+                    if not self.holds_lease:
+                        await self.refresh(full=True)
+                        continue
+                    latest = self.latest
+                    if latest is not None and latest.size == await self._store.audit_size():
+                        continue
                     await self.checkpoint()
+                except (AuditIntegrityError, NotCheckpointSignerError):
+                    pass  # reported / another replica signs
+                except Exception:
+                    log.exception("periodic audit checkpoint failed")
+
+        async def leases() -> None:
+            while True:
+                try:
+                    await self.hold_lease()
+                except Exception:
+                    log.exception("could not take or renew the audit lease")
+                await asyncio.sleep(self.lease_ttl_s / 3)
 
         if self._periodic is None:
-            self._periodic = asyncio.create_task(loop())
+            self._periodic = asyncio.create_task(periodic())
+        if self._lease_task is None:
+            self._lease_task = asyncio.create_task(leases())
 
     async def close(self) -> None:
-        """Stop checkpointing and wait for pending appends."""
-        if self._periodic is not None:
-            self._periodic.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._periodic
-            self._periodic = None
+        """Stop checkpointing and wait for pending appends (the lease is kept: stop a
+        relay with AuditRuntime.stop, which signs a last checkpoint and then releases it)."""
+        for name in ("_periodic", "_lease_task"):
+            task = getattr(self, name)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                setattr(self, name, None)
         await self._flushed()
 
     # ------------------------------------------------------------------ proofs
@@ -373,8 +707,17 @@ class AuditLog:
         return found
 
     def checkpoint_at(self, size: int = 0) -> AuditCheckpointRecord:
-        """The checkpoint of ``size`` (0: the newest); LookupError if none."""
+        """The checkpoint of ``size`` (0: the newest known); LookupError if none (call
+        :meth:`refresh` first to see the ones other replicas stored)."""
         return self._checkpoint_for(size)
+
+    def _leaves_for(self, checkpoint: AuditCheckpointRecord) -> list[bytes]:
+        if len(self._hashes) < checkpoint.size:  # not caught up (refresh was not called)
+            raise LookupError(
+                f"this relay has read {len(self._hashes)} audit rows, fewer than checkpoint "
+                f"{checkpoint.size} covers; retry"
+            )
+        return self._hashes[: checkpoint.size]
 
     def inclusion(
         self, index: int, *, tree_size: int = 0
@@ -385,7 +728,7 @@ class AuditLog:
         if not 0 <= index < checkpoint.size:
             raise IndexError(f"entry {index} is not covered by checkpoint {checkpoint.size}")
         proof = inclusion_proof(
-            hasher=TREE_HASHER, leaf_hashes=self._hashes[: checkpoint.size], index=index
+            hasher=TREE_HASHER, leaf_hashes=self._leaves_for(checkpoint), index=index
         )
         return proof, checkpoint
 
@@ -400,7 +743,7 @@ class AuditLog:
         if first is None or first.size == second.size:
             return first, second, []
         proof = consistency_proof(
-            hasher=TREE_HASHER, leaf_hashes=self._hashes[: second.size], size1=first.size
+            hasher=TREE_HASHER, leaf_hashes=self._leaves_for(second), size1=first.size
         )
         return first, second, proof
 

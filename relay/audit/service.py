@@ -2,6 +2,10 @@
 consistency proofs for anyone, inclusion proofs and listings of a court's own entries for
 that court. Roles are decided by the servicers' guard (relay/access: AuditService rows of
 METHOD_ROLES); which entries are the caller's is decided here from its identity.
+
+Any relay replica answers (issue 9): before a checkpoint or a proof is served, the replica
+catches up with the checkpoints and rows the others stored (AuditLog.refresh), so a proof
+from any replica verifies against the same signed checkpoints.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         self, request: audit_pb2.GetAuditCheckpointRequest, context: Any
     ) -> audit_pb2.AuditCheckpoint:
         async def run(req: audit_pb2.GetAuditCheckpointRequest) -> audit_pb2.AuditCheckpoint:
+            await self._audit.refresh()
             return checkpoint_message(self._audit.checkpoint_at(req.size))
 
         result: audit_pb2.AuditCheckpoint = await self._run("GetCheckpoint", request, context, run)
@@ -99,6 +104,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                     "NOT_OWNER",
                     f"audit entry {req.index} is not an entry of court {court}",
                 )
+            await self._audit.refresh()
             proof, checkpoint = self._audit.inclusion(req.index, tree_size=req.tree_size)
             return audit_pb2.AuditInclusionProof(
                 index=row.index,
@@ -119,6 +125,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         async def run(
             req: audit_pb2.GetAuditConsistencyProofRequest,
         ) -> audit_pb2.AuditConsistencyProof:
+            await self._audit.refresh()
             first, second, proof = self._audit.consistency(req.first_size, req.second_size)
             out = audit_pb2.AuditConsistencyProof(second=checkpoint_message(second), hashes=proof)
             if first is not None:

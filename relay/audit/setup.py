@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay.access.control import current_identity as _current_identity
-from relay.audit.log import AuditIntegrityError, AuditLog, AuditSink
+from relay.audit.log import (
+    AuditIntegrityError,
+    AuditLog,
+    AuditSink,
+    NotCheckpointSignerError,
+    default_replica_id,
+)
 from relay.audit.recorder import AuditInterceptor
 from relay.audit.sink import JudicialChain, RemoteChainSink, start_judicial_chain
 from relay.config import RelayConfig
@@ -37,15 +43,18 @@ class AuditRuntime:
     remote: RemoteChainSink | None = None
 
     async def stop(self, *, final_checkpoint: bool = True) -> None:
-        """Stop checkpointing, commit what is pending, sign a last checkpoint."""
+        """Stop checkpointing, commit what is pending and, on the replica holding the audit
+        lease, sign a last checkpoint and release the lease (another replica takes over at
+        once instead of after its expiry)."""
         await self.log.close()
-        if final_checkpoint:
+        if final_checkpoint and self.log.holds_lease:
             try:
                 await self.log.checkpoint()
-            except AuditIntegrityError:
-                pass  # already reported; nothing is signed over a tampered log
+            except (AuditIntegrityError, NotCheckpointSignerError):
+                pass  # already reported / another replica signs now
             except Exception:  # the store may be going away: say so, do not mask stop
                 log.exception("final audit checkpoint failed")
+        await self.log.release_lease()
         if self.remote is not None:
             # A bounded wait: what is not published now is queued again at the next start.
             await self.remote.close(timeout_s=3.0)
@@ -62,8 +71,9 @@ async def start_audit(
     config: RelayConfig, *, store: Any, signer: Any, private_key: bytes, metrics: Any = None
 ) -> AuditRuntime:
     """Open the audit log (checking the stored rows), start the judicial chain sink (in
-    process, or :class:`RemoteChainSink` to ``audit.sink.endpoint``) and the periodic
-    checkpoints."""
+    process, or :class:`RemoteChainSink` to ``audit.sink.endpoint``), try the audit lease
+    (the replica holding it signs and publishes the checkpoints: ``store.replica_id``
+    names it, ``store.lease_ttl`` is its term) and start the periodic checkpoints."""
     from relay.audit.service import AUDIT_SERVICE, AuditServicer
     from relay.pb.relay.v1 import audit_pb2_grpc
 
@@ -103,6 +113,8 @@ async def start_audit(
         metrics=metrics,
         sinks=sinks,
         group_commit_window_s=audit_config.group_commit_window,
+        replica_id=config.store.replica_id or default_replica_id(),
+        lease_ttl_s=config.store.lease_ttl,
     )
     interceptor = AuditInterceptor(audit, salt=audit_salt(private_key), identity=_identity)
 
@@ -111,6 +123,12 @@ async def start_audit(
         audit_pb2_grpc.add_AuditServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
 
     if remote is not None:
-        remote.attach(audit)  # stored checkpoints the judicial chain lacks are sent now
+        # Whenever this replica starts a term of the audit lease (now, or when it takes over
+        # from another), stored checkpoints the judicial chain lacks are sent.
+        audit.on_new_term.append(remote.attach)
+    try:
+        await audit.hold_lease()
+    except Exception:  # the lease loop tries again; queries are recorded meanwhile
+        log.exception("could not take the audit lease at start-up")
     audit.start_periodic(audit_config.checkpoint_interval)
     return AuditRuntime(audit, interceptor, judicial, [(AUDIT_SERVICE, add)], remote)

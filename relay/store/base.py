@@ -703,7 +703,10 @@ class Store(Protocol):
         next free indexes or, given ``first_index`` (the writer's own count), at
         ``first_index``, ``first_index + 1``...; returns the index after the last one.
         Raises StoreIntegrityError when one of those indexes is taken (the log changed
-        behind its writer)."""
+        behind its writer). Without ``first_index`` the store assigns the indexes
+        atomically: concurrent appenders, also in other processes sharing the database
+        (relay replicas on PostgreSQL), get consecutive, distinct indexes and leave no
+        gap, so the first index of the batch is the returned one minus its length."""
 
     async def audit_size(self) -> int:
         """Number of stored leaves (one more than the greatest index)."""
@@ -719,11 +722,18 @@ class Store(Protocol):
         """Leaves with ``start <= index < end`` in index order, only ``court``'s if given,
         at most ``limit`` of them."""
 
-    async def put_audit_checkpoint(self, checkpoint: AuditCheckpointRecord) -> None:
-        """Store a signed checkpoint (idempotent for the same size and note)."""
+    async def put_audit_checkpoint(
+        self, checkpoint: AuditCheckpointRecord, *, lease: Lease | None = None
+    ) -> AuditCheckpointRecord:
+        """Store a signed checkpoint and return the stored one. Idempotent per size: if
+        that size is stored already with the same root, the stored record is kept and
+        returned (one note per size, whoever signed it again); another root raises
+        StoreIntegrityError (two trees of one size: a split view). Given ``lease`` (the
+        audit log's checkpoint lease, relay/audit/log.py), the write is fenced like a sync
+        write: LeaseLostError unless that term is still current and unexpired."""
 
-    async def audit_checkpoints(self) -> list[AuditCheckpointRecord]:
-        """Every stored checkpoint, by size."""
+    async def audit_checkpoints(self, *, min_size: int = 0) -> list[AuditCheckpointRecord]:
+        """Stored checkpoints with ``size >= min_size``, by size."""
 
     # -- per-chain sync leases with fencing (issue 9)
 
@@ -915,3 +925,18 @@ def check_keep_heights(keep_heights: Collection[int]) -> list[int]:
     for h in out:
         _check_int("keep height", h)
     return out
+
+
+def check_same_checkpoint(
+    stored: AuditCheckpointRecord, offered: AuditCheckpointRecord
+) -> AuditCheckpointRecord:
+    """Rule of :meth:`Store.put_audit_checkpoint` shared by every backend: ``stored`` (the
+    row of ``offered.size``, read in the write's transaction) is kept when it has the same
+    root; another root for one size is a split view."""
+    if stored.root != offered.root:
+        raise StoreIntegrityError(
+            f"audit checkpoint {offered.size} is stored with root {stored.root.hex()}, not "
+            f"{offered.root.hex()}: two logs of one size (a split view); run `relay audit "
+            "verify`"
+        )
+    return stored

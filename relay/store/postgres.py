@@ -67,6 +67,7 @@ from relay.store.base import (
     check_list_limit,
     check_misbehaviour_args,
     check_owner,
+    check_same_checkpoint,
     check_status_change,
     checked_trust_path,
     cs_from_row,
@@ -744,28 +745,40 @@ class PostgresStore:
 
         return await self._read(read)
 
-    async def put_audit_checkpoint(self, checkpoint: AuditCheckpointRecord) -> None:
+    async def put_audit_checkpoint(
+        self, checkpoint: AuditCheckpointRecord, *, lease: Lease | None = None
+    ) -> AuditCheckpointRecord:
         c = checkpoint
 
-        async def write(conn: Conn) -> None:
-            await conn.execute(
+        async def write(conn: Conn) -> AuditCheckpointRecord:
+            if lease is not None:
+                await _fence(conn, lease.chain_id, lease.token)
+            inserted = await conn.fetchval(
                 "INSERT INTO audit_checkpoints (size, root, note, at_ns) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (size) DO UPDATE SET note = excluded.note, at_ns = excluded.at_ns"
-                " WHERE audit_checkpoints.root = excluded.root",
+                " ON CONFLICT (size) DO NOTHING RETURNING size",
                 c.size,
                 c.root,
                 c.note,
                 c.at_ns,
             )
+            if inserted is not None:
+                return c
+            row = await conn.fetchrow(
+                "SELECT size, root, note, at_ns FROM audit_checkpoints WHERE size = $1", c.size
+            )
+            stored = AuditCheckpointRecord(int(row[0]), bytes(row[1]), bytes(row[2]), int(row[3]))
+            return check_same_checkpoint(stored, c)
 
-        await self._write(write)
+        return await self._write(write)
 
-    async def audit_checkpoints(self) -> list[AuditCheckpointRecord]:
+    async def audit_checkpoints(self, *, min_size: int = 0) -> list[AuditCheckpointRecord]:
         async def read(conn: Conn) -> list[AuditCheckpointRecord]:
             return [
                 AuditCheckpointRecord(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]))
                 for r in await conn.fetch(
-                    "SELECT size, root, note, at_ns FROM audit_checkpoints ORDER BY size"
+                    "SELECT size, root, note, at_ns FROM audit_checkpoints WHERE size >= $1"
+                    " ORDER BY size",
+                    max(0, min(int(min_size), MAX_INT64)),
                 )
             ]
 
