@@ -53,6 +53,7 @@ import grpc
 
 from relay.pb.relay.v1 import query_pb2
 from relay.pb.relay.v1 import types_pb2 as pb
+from relay.service.client import ClientTls
 
 CHAIN = "cn-bj-chaoyang-realestate"
 GET_OWNERSHIP = "/relay.v1.QueryService/GetOwnership"
@@ -303,14 +304,14 @@ async def measure(
     method: str,
     requests: list[bytes],
     *,
-    ca: bytes,
+    ca: ClientTls,
     in_flight: int,
     pid: int | None = None,
 ) -> Result:
     """``in_flight`` workers send ``requests`` (raw bytes) in order; latency per call, and
     with ``pid`` the server's CPU time per call (less sensitive to other load on the
     machine than QPS: time the server waits for a core is not counted)."""
-    creds = grpc.ssl_channel_credentials(root_certificates=ca)
+    creds = ca.credentials()
     options = [("grpc.max_receive_message_length", 64 << 20)]
     async with grpc.aio.secure_channel(f"localhost:{port}", creds, options=options) as channel:
         call = channel.unary_unary(method)
@@ -368,9 +369,9 @@ def mixed_assets(present: Sequence[pb.AssetRef], count: int) -> list[pb.AssetRef
     return out
 
 
-async def check_answers(port: int, ca: bytes, requests: list[bytes]) -> dict[str, int]:
+async def check_answers(port: int, ca: ClientTls, requests: list[bytes]) -> dict[str, int]:
     """Outcomes of a sample of answers: the relay really answers with verified records."""
-    creds = grpc.ssl_channel_credentials(root_certificates=ca)
+    creds = ca.credentials()
     async with grpc.aio.secure_channel(f"localhost:{port}", creds) as channel:
         call = channel.unary_unary(GET_OWNERSHIP)
         counts: dict[str, int] = {}
@@ -405,7 +406,7 @@ async def best_of(
     rounds: int,
     cases: Sequence[tuple[str, Server, str, list[bytes]]],
     *,
-    ca: bytes,
+    ca: ClientTls,
     in_flight: int,
 ) -> dict[str, Result]:
     """Measure every case ``rounds`` times, interleaved (so each sees the same machine
@@ -432,9 +433,9 @@ async def best_of(
     return best
 
 
-async def typical_answer(port: int, ca: bytes, requests: list[bytes]) -> bytes:
+async def typical_answer(port: int, ca: ClientTls, requests: list[bytes]) -> bytes:
     """The answer, among the first 128, whose size is nearest their mean (served canned)."""
-    creds = grpc.ssl_channel_credentials(root_certificates=ca)
+    creds = ca.credentials()
     async with grpc.aio.secure_channel(f"localhost:{port}", creds) as channel:
         call = channel.unary_unary(GET_OWNERSHIP)
         answers: list[bytes] = [await call(r, timeout=30) for r in requests[:128]]
@@ -450,7 +451,7 @@ async def client(args: argparse.Namespace) -> None:
         log = root / "servers.log"
         quiet = {"log_level": "WARNING"}
         inproc = write_dev_setup(root / "inproc", grpc_port=0, health_port=0, overrides=quiet)
-        ca = inproc.pki.ca_cert.read_bytes()
+        ca = inproc.client_tls()  # the API asks for a client certificate
         _, data = bench_chain(args.scale)
         present = [a for a in data.assets if a.kind == pb.ASSET_KIND_REAL_ESTATE]
         distinct = ownership_requests(

@@ -58,6 +58,7 @@ from bench_query import (
 
 from relay.pb.relay.v1 import query_pb2
 from relay.pb.relay.v1 import types_pb2 as pb
+from relay.service.client import ClientTls
 
 SECOND = 1_000_000_000
 ERRORS: dict[str, dict[str, int]] = {}
@@ -123,10 +124,10 @@ async def serve_replica(args: argparse.Namespace) -> None:
 
 
 async def measure_spread(
-    name: str, ports: Sequence[int], requests: list[bytes], *, ca: bytes, in_flight: int
+    name: str, ports: Sequence[int], requests: list[bytes], *, ca: ClientTls, in_flight: int
 ) -> Result:
     """bench_query.measure over several servers: worker i calls server i mod len(ports)."""
-    creds = grpc.ssl_channel_credentials(root_certificates=ca)
+    creds = ca.credentials()
     options = [("grpc.max_receive_message_length", 64 << 20)]
     channels = [
         grpc.aio.secure_channel(f"localhost:{port}", creds, options=options) for port in ports
@@ -198,7 +199,7 @@ async def client(args: argparse.Namespace) -> None:
                 quiet["audit"] = {"enabled": False}
             common = ["--scale", str(args.scale), "--base-ns", str(base_ns)]
             lite = write_dev_setup(root / "sqlite", grpc_port=0, health_port=0, overrides=quiet)
-            ca = lite.pki.ca_cert.read_bytes()
+            ca = lite.client_tls()  # the API asks for a client certificate
             env = dict(os.environ)
             sqlite = start_server(
                 *["--serve", "--register", "--setup", str(lite.directory), *common],
