@@ -461,7 +461,7 @@ class AuditConfig(_Model):
     checkpoint_interval: Seconds = 60.0
     # Under load, audit commits (one fsync each) start at most this often; an idle relay
     # commits at once. Larger: fewer fsyncs per query, a little more latency.
-    group_commit_window: Seconds = 0.005
+    group_commit_window: Seconds = 0.015
     sink: AuditSinkConfig | None = None
 
 
