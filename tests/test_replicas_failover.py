@@ -17,6 +17,7 @@ the lease; it logs the loss and goes on as a non-owner."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -31,6 +32,7 @@ from test_engine_harness import SIGNER, asset_of, fast_settings, make_world
 
 from adapters import DEPLOYMENTS
 from adapters.launch import Child, Partner, start_partners, terminate
+from relay.audit.export import export_store, verify_export
 from relay.demo import CASE, choose
 from relay.engine.engine import Engine
 from relay.engine.evidence import RelaySigner
@@ -259,8 +261,8 @@ class Replicas:
                     },
                     "sync": {"interval": "200ms"},
                     "adapters": {"deadline": "3s", "retries": 1, "breaker_reset": "1s"},
-                    # The audit log is one writer's log (issue 7); not part of this test.
-                    "audit": {"enabled": False},
+                    # The replicas share one audit log too (one lease holder signs).
+                    "audit": {"checkpoint_interval": "2s"},
                 },
             )
         self.dsn = dsn
@@ -471,3 +473,8 @@ def test_lease_failover_kill_and_pause(
     answer = verified(ownership(replicas, owner.owner, top))
     assert answer.evidence.height == top
     assert replicas.children[owner.owner].running
+    # Every replica recorded its queries in the one shared audit log, which verifies end to
+    # end against the relay key (signed checkpoints included) after the kill and the pause.
+    export = db.run(export_store(db.store, relay_key=relay_keys[setup.key_id]))
+    report = verify_export(json.dumps(export).encode(), relay_key=relay_keys[setup.key_id])
+    assert report.leaves >= 4 and report.checkpoints >= 1, report.lines
