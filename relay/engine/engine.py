@@ -60,6 +60,7 @@ from relay.store import (
     ChainStatus,
     ChainStatusError,
     ConsensusStateRecord,
+    StaleRevisionError,
     Store,
     StoreError,
 )
@@ -353,7 +354,18 @@ class Engine:
             )
             await runtime.refresh_record()
             return
-        await self._store_anchor(runtime.client, anchor, now_ns=now)
+        try:
+            await self._store_anchor(runtime.client, anchor, now_ns=now)
+        except (StaleRevisionError, ChainStatusError):
+            # Another replica sharing the store is finishing (or just finished) the same
+            # registration: its anchor is the same record, so follow it (issue 9).
+            for _ in range(50):
+                if await self.store.get_client_state(runtime.chain_id) is not None:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise
+            log.info("chain %s: another replica stored its anchor", runtime.chain_id)
         await runtime.refresh_record()
 
     async def _store_anchor(

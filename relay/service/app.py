@@ -101,6 +101,12 @@ async def register_bootstrap_chains(engine: Any, config: RelayConfig) -> None:
         try:
             await engine.register_chain(admin_pb2.RegisterChainRequest(descriptor=descriptor))
         except RelayError as e:
+            # Replicas starting together race to register the same list: the loser finds the
+            # winner's registration in the store and follows it (issue 9).
+            await engine.refresh_catalogue()
+            if chain_id in engine.registry:
+                log.info("chain %s was registered by another replica meanwhile", chain_id)
+                continue
             raise StartupError(
                 f"chain {chain_id!r} from the config's chains list cannot be registered: "
                 f"{e.reason}: {e.message}"
