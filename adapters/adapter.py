@@ -233,7 +233,7 @@ def _field(obj: Any, *path: str) -> Any:
 def _uint(text: Any, what: str) -> int:
     if isinstance(text, int) and text >= 0:
         return text
-    if not isinstance(text, str) or not text.isdigit() or len(text) > 19:
+    if not isinstance(text, str) or not (text.isascii() and text.isdigit()) or len(text) > 19:
         raise PartnerError(f"node answer: {what} is not a number")
     return int(text)
 
@@ -348,7 +348,7 @@ class CometNodeAdapter(NodeAdapter, HeaderSource):
         except NodeError as e:
             try:
                 error = json.loads(e.body).get("error", {})
-            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, RecursionError):
                 error = {}
             data = str(error.get("data", ""))[:500] if isinstance(error, dict) else ""
             if "must be less than or equal" in data or "not available" in data:

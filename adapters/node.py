@@ -106,7 +106,8 @@ def _int(request: web.Request, name: str, *, required: bool = True) -> int | Non
     text = _param(request, name, required=required)
     if text is None:
         return None
-    if not text.isdigit() or len(text) > 19:
+    # ASCII only: str.isdigit() also accepts digits such as '²' that int() refuses.
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
         raise BadRequest(f"parameter {name} must be a decimal number, not {text[:40]!r}")
     value = int(text)
     if value > MAX_HEIGHT:
@@ -291,7 +292,7 @@ def tlog_routes(chain: TlogPartnerRegistry) -> list[web.RouteDef]:
 
     def checkpoint_at(request: web.Request) -> bytes:
         text = request.match_info["size"]
-        if not text.isdigit() or len(text) > 19:
+        if not (text.isascii() and text.isdigit()) or len(text) > 19:
             raise BadRequest("size must be a decimal number")
         return chain.checkpoint(published(int(text)))
 

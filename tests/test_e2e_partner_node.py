@@ -222,6 +222,7 @@ def test_the_credit_platform_holds_no_assets_and_lists_none(tmp_path: object) ->
         ('/abci_query?path="/store"&data=0x01&height=999999', 500, "must be less than"),
         ("/light_block?height=999999", 500, "must be less than"),
         ("/light_block?height=abc", 400, "decimal"),
+        ("/light_block?height=%C2%B2", 400, "decimal"),  # '²': isdigit() but not int()
         ("/status?x=" + "a" * (MAX_URL_BYTES + 10), 400, ""),
     ],
 )
@@ -236,6 +237,8 @@ def test_bft_node_refuses_bad_requests(bank: Node, target: str, status: int, tex
     ("target", "status"),
     [
         ("/checkpoint/abc", 400),
+        ("/checkpoint/%C2%B2", 400),
+        ("/entries?start=%C2%B2&end=3", 400),
         ("/checkpoint/999999", 404),
         ("/proof/consistency?old=5&new=2", 400),
         ("/proof/consistency?old=1&new=99999999", 404),
