@@ -107,15 +107,23 @@ async def start_audit(
             retry_max_s=sink_config.retry_max,
         )
         sinks.append(remote)
-    audit = await AuditLog.open(
-        store=store,
-        signer=signer,
-        metrics=metrics,
-        sinks=sinks,
-        group_commit_window_s=audit_config.group_commit_window,
-        replica_id=config.store.replica_id or default_replica_id(),
-        lease_ttl_s=config.store.lease_ttl,
-    )
+    try:
+        audit = await AuditLog.open(
+            store=store,
+            signer=signer,
+            metrics=metrics,
+            sinks=sinks,
+            group_commit_window_s=audit_config.group_commit_window,
+            replica_id=config.store.replica_id or default_replica_id(),
+            lease_ttl_s=config.store.lease_ttl,
+        )
+    except BaseException:
+        # Start-up stops here (e.g. a tampered log): leave no judicial server listening.
+        if judicial is not None:
+            await judicial.stop()
+        if remote is not None:
+            await remote.close(timeout_s=0)
+        raise
     interceptor = AuditInterceptor(audit, salt=audit_salt(private_key), identity=_identity)
 
     def add(server: Any, guard: Any) -> None:

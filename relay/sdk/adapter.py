@@ -22,7 +22,10 @@ every byte it sends against its own light client, so an adapter only has to be f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import functools
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
@@ -100,15 +103,53 @@ class AdapterBase(adapter_pb2_grpc.AdapterServiceServicer):
 
     blocking_io = False
     """Set True when the answer methods block on I/O (they call the chain's node over the
-    network, a database...): the RPCs then run each in a worker thread, so one slow answer
-    never stalls the adapter's other calls. The methods must then be thread-safe. Leave
-    False when they only read memory shared with code on the event loop."""
+    network, a database...): the RPCs then run each in a worker thread of the adapter's own
+    pool (:attr:`blocking_workers` threads), so one slow answer never stalls the adapter's
+    other calls. The methods must then be thread-safe. Leave False when they only read
+    memory shared with code on the event loop."""
+
+    blocking_workers = 8
+    _pool: ThreadPoolExecutor | None = None
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.blocking_workers, thread_name_prefix="adapter")
+        return self._pool
+
+    def close_blocking(self) -> None:
+        """Stop the worker pool (queued answers are dropped; running ones finish their
+        current step). The server harness calls it when the server stops."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     async def answer(self, method: Callable[..., _T], *args: Any) -> _T:
         """``method(*args)``, in a worker thread when :attr:`blocking_io`."""
-        if self.blocking_io:
-            return await asyncio.to_thread(method, *args)
-        return method(*args)
+        if not self.blocking_io:
+            return method(*args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor(), functools.partial(method, *args))
+
+    async def answer_items(self, items: Callable[[], Iterable[_T]]) -> list[_T]:
+        """Every item of ``items()``, collected in a worker thread when :attr:`blocking_io`;
+        a cancelled call (deadline, client gone) stops the collection at the next item, so
+        a long range against a stalled node does not hold a worker for hours."""
+        if not self.blocking_io:
+            return list(items())
+        cancelled = threading.Event()
+
+        def collect() -> list[_T]:
+            out: list[_T] = []
+            for item in items():
+                if cancelled.is_set():
+                    break
+                out.append(item)
+            return out
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor(), collect)
+        finally:
+            cancelled.set()
 
     # --- answers (override) ---
 
@@ -161,7 +202,7 @@ class AdapterBase(adapter_pb2_grpc.AdapterServiceServicer):
     ) -> AsyncIterator[apb.LightBlock]:
         await self.before_call("GetLightBlocks")
         try:
-            items = await self.answer(lambda: list(self.stream_light_blocks(request)))
+            items = await self.answer_items(lambda: self.stream_light_blocks(request))
         except PartnerError as e:
             await abort(context, e)
             return
@@ -202,7 +243,7 @@ class AdapterBase(adapter_pb2_grpc.AdapterServiceServicer):
     ) -> AsyncIterator[apb.QueryResult]:
         await self.before_call("ListByParty")
         try:
-            items = await self.answer(lambda: list(self.stream_by_party(request)))
+            items = await self.answer_items(lambda: self.stream_by_party(request))
         except PartnerError as e:
             await abort(context, e)
             return

@@ -51,6 +51,7 @@ class AdapterServer:
     server: grpc.aio.Server
     address: str
     """``host:port`` it listens on (the port resolved when 0 was asked)."""
+    adapter: AdapterBase | None = None
 
     @property
     def port(self) -> int:
@@ -59,6 +60,8 @@ class AdapterServer:
     async def stop(self, grace_s: float = 2.0) -> None:
         """Refuse new calls, let in-flight ones finish for ``grace_s`` seconds."""
         await self.server.stop(grace_s)
+        if self.adapter is not None:
+            self.adapter.close_blocking()
 
 
 async def start_adapter_server(
@@ -92,7 +95,7 @@ async def start_adapter_server(
     if not port:
         raise AdapterStartError(f"cannot listen on {listen}")
     await server.start()
-    return AdapterServer(server, f"{listen.rpartition(':')[0]}:{port}")
+    return AdapterServer(server, f"{listen.rpartition(':')[0]}:{port}", adapter)
 
 
 async def serve_adapter(
