@@ -338,6 +338,69 @@ def check_misbehaviour_args(*, kind: object, freeze_reason: object, evidence: ob
         raise InvalidRecordError("evidence must be bytes")
 
 
+def check_states(states: Sequence[ConsensusStateRecord]) -> list[ConsensusStateRecord]:
+    """The consensus states of a commit, as a list, each checked to be a record."""
+    out = list(states)
+    for s in out:
+        if not isinstance(s, ConsensusStateRecord):
+            raise InvalidRecordError("consensus_states must hold ConsensusStateRecord values")
+    return out
+
+
+def check_against_stored(
+    chain_id: str, rec: ConsensusStateRecord, stored: ConsensusStateRecord
+) -> None:
+    """``rec`` offered at a height that already holds ``stored``: an identical header is an
+    idempotent no-op; a different header is a ConflictError (misbehaviour for the engine)."""
+    if stored.header_hash != rec.header_hash:
+        raise ConflictError(
+            chain_id=chain_id,
+            height=rec.height,
+            stored_header_hash=stored.header_hash,
+            offered_header_hash=rec.header_hash,
+        )
+    if not stored.same_header(rec):
+        raise InvalidRecordError(
+            f"chain {chain_id!r} height {rec.height}: same header hash as the stored "
+            "state but a different time, root or next validators hash",
+            chain_id=chain_id,
+            height=rec.height,
+        )
+
+
+def parent_to_check(chain_id: str, rec: ConsensusStateRecord, *, anchor_height: int) -> int | None:
+    """Check a new state's ``trusted_from`` against the anchor rule (only the anchor has
+    none); the parent height that must be stored already, None for the anchor."""
+    if rec.height == anchor_height:
+        if rec.trusted_from is not None:
+            raise InvalidRecordError(
+                f"chain {chain_id!r} height {rec.height} is the anchor; it is trusted from "
+                "the descriptor, not from another height",
+                chain_id=chain_id,
+                height=rec.height,
+            )
+        return None
+    if rec.trusted_from is None:
+        raise InvalidRecordError(
+            f"chain {chain_id!r} height {rec.height} has no trusted_from; only the anchor "
+            f"(height {anchor_height}) may have none",
+            chain_id=chain_id,
+            height=rec.height,
+        )
+    return rec.trusted_from
+
+
+def parent_not_stored(chain_id: str, rec: ConsensusStateRecord) -> InvalidRecordError:
+    """The error for a state whose ``trusted_from`` height is not stored."""
+    return InvalidRecordError(
+        f"chain {chain_id!r} height {rec.height} was verified from height "
+        f"{rec.trusted_from}, which is not stored: store its parent first",
+        chain_id=chain_id,
+        height=rec.height,
+        trusted_from=rec.trusted_from,
+    )
+
+
 def checked_trust_path(
     path: list[ConsensusStateRecord], *, chain_id: str, height: int, max_length: int
 ) -> list[ConsensusStateRecord]:

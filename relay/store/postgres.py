@@ -41,7 +41,6 @@ from relay.store.base import (
     ChainStatus,
     ChainStatusError,
     ClientStateRecord,
-    ConflictError,
     ConsensusStateRecord,
     InvalidRecordError,
     Lease,
@@ -60,6 +59,7 @@ from relay.store.base import (
     UnknownChainError,
     admin_action_from_row,
     chain_from_row,
+    check_against_stored,
     check_chain_id,
     check_fence,
     check_height,
@@ -68,11 +68,14 @@ from relay.store.base import (
     check_misbehaviour_args,
     check_owner,
     check_same_checkpoint,
+    check_states,
     check_status_change,
     checked_trust_path,
     cs_from_row,
     lease_ttl_ns,
     next_lease,
+    parent_not_stored,
+    parent_to_check,
 )
 from relay.store.migrations import Migration
 
@@ -356,7 +359,7 @@ class PostgresStore:
     ) -> int:
         check_chain_id(chain_id)
         _check_client_state(client_state, latest_height, expected_revision)
-        states = _check_states(consensus_states)
+        states = check_states(consensus_states)
         now = self._clock()
 
         async def write(conn: Conn) -> int:
@@ -1129,14 +1132,6 @@ def _check_client_state(client_state: object, latest_height: object, revision: o
         raise InvalidRecordError("expected_revision must be None or a positive integer")
 
 
-def _check_states(states: Sequence[ConsensusStateRecord]) -> list[ConsensusStateRecord]:
-    out = list(states)
-    for s in out:
-        if not isinstance(s, ConsensusStateRecord):
-            raise InvalidRecordError("consensus_states must hold ConsensusStateRecord values")
-    return out
-
-
 async def _check_revision(conn: Conn, chain_id: str, expected: int | None) -> int | None:
     value = await conn.fetchval("SELECT revision FROM client_states WHERE chain_id = $1", chain_id)
     actual = None if value is None else int(value)
@@ -1172,46 +1167,15 @@ async def _insert_states(
             )
             prior = None if row is None else cs_from_row(row)
         if prior is not None:
-            if prior.header_hash != rec.header_hash:
-                raise ConflictError(
-                    chain_id=chain_id,
-                    height=rec.height,
-                    stored_header_hash=prior.header_hash,
-                    offered_header_hash=rec.header_hash,
-                )
-            if not prior.same_header(rec):
-                raise InvalidRecordError(
-                    f"chain {chain_id!r} height {rec.height}: same header hash as the stored "
-                    "state but a different time, root or next validators hash",
-                    chain_id=chain_id,
-                    height=rec.height,
-                )
+            check_against_stored(chain_id, rec, prior)
             continue  # identical header: idempotent
-        if rec.height == anchor_height:
-            if rec.trusted_from is not None:
-                raise InvalidRecordError(
-                    f"chain {chain_id!r} height {rec.height} is the anchor; it is trusted from "
-                    "the descriptor, not from another height",
-                    chain_id=chain_id,
-                    height=rec.height,
-                )
-        elif rec.trusted_from is None:
-            raise InvalidRecordError(
-                f"chain {chain_id!r} height {rec.height} has no trusted_from; only the anchor "
-                f"(height {anchor_height}) may have none",
-                chain_id=chain_id,
-                height=rec.height,
-            )
-        elif rec.trusted_from not in added and not await _has_state(
-            conn, chain_id, rec.trusted_from
+        parent = parent_to_check(chain_id, rec, anchor_height=anchor_height)
+        if (
+            parent is not None
+            and parent not in added
+            and not await _has_state(conn, chain_id, parent)
         ):
-            raise InvalidRecordError(
-                f"chain {chain_id!r} height {rec.height} was verified from height "
-                f"{rec.trusted_from}, which is not stored: store its parent first",
-                chain_id=chain_id,
-                height=rec.height,
-                trusted_from=rec.trusted_from,
-            )
+            raise parent_not_stored(chain_id, rec)
         await conn.execute(
             "INSERT INTO consensus_states (chain_id, height, time_ns, root, header_hash, "
             "next_validators_hash, light_block, trusted_from, created_at_ns, lease_token) "
