@@ -28,10 +28,12 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, Any, Final
 
 import grpc
 import grpc.aio
+
+from relay.interceptors import PerMethodInterceptor
 
 REQUEST_ID_KEY: Final = "x-request-id"
 """gRPC metadata key (and HTTP header) carrying the request id, as most proxies name it."""
@@ -179,39 +181,13 @@ def configure_logging(
 # ------------------------------------------------------------------------- gRPC
 
 
-# grpc ships no type stubs for grpc.aio's base class; see relay/metrics.py.
-if TYPE_CHECKING:
-    _InterceptorBase = object
-else:
-    _InterceptorBase = grpc.aio.ServerInterceptor
-
-
-class RequestContextInterceptor(_InterceptorBase):
+class RequestContextInterceptor(PerMethodInterceptor):
     """Gives every RPC a request id (the caller's ``x-request-id`` or a new one), sends it
     back in the trailing metadata, and sets the log context (request id, ``method`` as
     ``Service/Method``) for everything the call does."""
 
-    def __init__(self) -> None:
-        # Per method path: the handler the rest of the chain returned and its wrapper. The
-        # wrapper reads everything per call (the request id) from the call's context, so
-        # one wrapper serves every call of the method; only registered methods get here.
-        self._wrapped: dict[str, tuple[Any, Any]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Any],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        path = handler_call_details.method or ""
-        cached = self._wrapped.get(path)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = wrap_handler(handler, log_method(path))
-        self._wrapped[path] = (handler, wrapped)
-        return wrapped
+    def wrap(self, path: str, handler: Any) -> Any:
+        return wrap_handler(handler, log_method(path))
 
 
 def log_method(path: str) -> str:

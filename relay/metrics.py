@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import grpc
 import grpc.aio
@@ -47,6 +47,7 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 
 from relay import __version__
+from relay.interceptors import PerMethodInterceptor
 from relay.pb.relay.adapter.v1 import adapter_pb2
 from relay.pb.relay.v1 import admin_pb2, query_pb2, types_pb2
 
@@ -842,24 +843,14 @@ def _code_of(context: Any, error: BaseException | None) -> str:
     return "Unknown"
 
 
-# grpc ships no type stubs here, so mypy would see an Any base class; type-check against
-# object and subclass the real base at run time (grpc.aio.server insists on it).
-if TYPE_CHECKING:
-    _InterceptorBase = object
-else:
-    _InterceptorBase = grpc.aio.ServerInterceptor
-
-
-class GrpcServerMetrics(_InterceptorBase):
+class GrpcServerMetrics(PerMethodInterceptor):
     """``grpc.aio`` server interceptor counting and timing every RPC of a registered method
     with the labels of go-grpc-prometheus. Calls of unknown methods never reach interceptors'
     handlers, so ``grpc_service`` and ``grpc_method`` only take registered names."""
 
     def __init__(self, metrics: RelayMetrics) -> None:
+        super().__init__()
         self._m = metrics
-        # Per method path: the handler the rest of the chain returned and its counting
-        # wrapper (label children resolved once; nothing per call is captured in it).
-        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     def initialize(self, services: Iterable[ServiceDescriptor]) -> None:
         """Create the series of every method of ``services`` at zero, every code included
@@ -876,24 +867,10 @@ class GrpcServerMetrics(_InterceptorBase):
                 for code in GRPC_CODE_NAMES.values():
                     m.grpc_handled.labels(*labels, code)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Any],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        path = handler_call_details.method or ""
-        cached = self._wrapped.get(path)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
+    def wrap(self, path: str, handler: Any) -> Any:
+        # Label children resolved once per method; nothing of one call is captured.
         labels = grpc_labels(path, handler)
-        if labels is None:
-            return handler
-        wrapped = wrap_handler(handler, labels, self._m)
-        self._wrapped[path] = (handler, wrapped)
-        return wrapped
+        return handler if labels is None else wrap_handler(handler, labels, self._m)
 
 
 class _CountingContext:

@@ -45,6 +45,7 @@ from google.protobuf.message import Message
 
 from relay.access.identity import Identity, Role, identity_from_context
 from relay.config import AccessConfig
+from relay.interceptors import PerMethodInterceptor
 from relay.pb.relay.v1 import query_pb2, types_pb2
 from relay.service.errors import ServiceError, abort, facts_of, status_for_facts
 from relay.service.servicers import ADMIN_SERVICE, QUERY_SERVICE, check_case
@@ -288,7 +289,7 @@ def _target_of(request: Message) -> str:
 # ------------------------------------------------------------------------------ interceptor
 
 
-class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AccessInterceptor(PerMethodInterceptor):
     """Identity, rate limits and the admin record around every relay.v1 call."""
 
     def __init__(
@@ -298,12 +299,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         insecure_dev: bool = False,
         record: ActionRecorder | None = None,
     ) -> None:
+        super().__init__()
         self._limiter = limiter
         self._insecure_dev = insecure_dev
         self._record = record
-        # Per method path: the handler the rest of the chain returned and its wrapper. The
-        # wrapper reads the caller from each call's context, so it serves every call.
-        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     def set_recorder(self, record: ActionRecorder | None) -> None:
         self._record = record
@@ -333,19 +332,8 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         """Record an AdminService call (``outcome`` "ok" or "error"); never raises."""
         await self._admin_record(ident, method, request, context, outcome)
 
-    async def intercept_service(self, continuation: Any, details: Any) -> Any:
-        handler = await continuation(details)
-        method: str = details.method
-        if handler is None:
-            return None
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        if not self.applies(method):
-            return handler
-        wrapped = self.wrap_handler(method, handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+    def wrap(self, path: str, handler: Any) -> Any:
+        return self.wrap_handler(path, handler) if self.applies(path) else handler
 
     def wrap_handler(self, method: str, handler: Any) -> Any:
         """``handler`` with identity, limits and the admin record (unary and

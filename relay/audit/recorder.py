@@ -35,6 +35,7 @@ from relay.audit.entry import (
     request_digest,
 )
 from relay.audit.log import AuditLog
+from relay.interceptors import PerMethodInterceptor
 from relay.service.errors import ServiceError, abort, status_for_exception
 
 log = logging.getLogger("relay.audit")
@@ -282,7 +283,7 @@ def _code_of(context: Any, error: BaseException | None) -> str:
     return str(name) if name else "UNKNOWN"
 
 
-class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AuditInterceptor(PerMethodInterceptor):
     """Appends one audit entry per Query/Admin call before its answer is sent."""
 
     def __init__(
@@ -293,13 +294,11 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         identity: Callable[[], Any] = _no_identity,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
+        super().__init__()
         self._audit = audit
         self._salt = salt
         self._identity = identity
         self._clock = clock
-        # Per method path: the handler the servicers returned and its recording wrapper
-        # (everything per call comes from the call's arguments and context).
-        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     def entry_for(
         self,
@@ -418,19 +417,8 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             ),
         )
 
-    async def intercept_service(self, continuation: Any, details: Any) -> Any:
-        handler = await continuation(details)
-        method: str = details.method
-        if handler is None:
-            return None
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        if not self.applies(method):
-            return handler
-        wrapped = self.wrap_handler(method, handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+    def wrap(self, path: str, handler: Any) -> Any:
+        return self.wrap_handler(path, handler) if self.applies(path) else handler
 
     def wrap_handler(self, method: str, handler: Any) -> Any:
         """``handler`` recording each call before it answers (unary and server-streaming;

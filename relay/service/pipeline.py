@@ -27,18 +27,15 @@ import grpc.aio
 
 from relay import logs
 from relay.access.control import IDENTITY_VAR
+from relay.interceptors import PerMethodInterceptor
 from relay.metrics import MethodCounters, RelayMetrics, grpc_labels, wrap_handler
 
 if TYPE_CHECKING:
     from relay.access.control import AccessInterceptor
     from relay.audit.recorder import AuditInterceptor
 
-    _InterceptorBase = object
-else:  # grpc.aio.server insists on the real base class; it has no type stubs
-    _InterceptorBase = grpc.aio.ServerInterceptor
 
-
-class RequestPipeline(_InterceptorBase):
+class RequestPipeline(PerMethodInterceptor):
     """Request context, metrics, access (optional) and audit (optional) around every RPC.
     One wrapper per method path is built and reused while the handler behind it stays the
     same (nothing of one call is kept in it)."""
@@ -50,26 +47,10 @@ class RequestPipeline(_InterceptorBase):
         access: AccessInterceptor | None = None,
         audit: AuditInterceptor | None = None,
     ) -> None:
+        super().__init__()
         self._metrics = metrics
         self._access = access
         self._audit = audit
-        self._wrapped: dict[str, tuple[Any, Any]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Any],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        path = handler_call_details.method or ""
-        cached = self._wrapped.get(path)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self.wrap(path, handler)
-        self._wrapped[path] = (handler, wrapped)
-        return wrapped
 
     def wrap(self, path: str, handler: Any) -> Any:
         """``handler`` of the method ``path`` with every step around it."""
