@@ -31,7 +31,6 @@ import base64
 import http.client
 import json
 import logging
-import signal
 import sys
 import threading
 import time
@@ -47,6 +46,7 @@ from google.protobuf.duration_pb2 import Duration
 from adapters import DEPLOYMENTS, Deployment
 from relay.pb.relay.adapter.v1 import adapter_pb2 as apb
 from relay.pb.relay.v1 import types_pb2 as pb
+from relay.process import stop_on_signals, write_atomically
 from relay.sdk.adapter import (
     CheckpointSource,
     HeaderSource,
@@ -625,22 +625,16 @@ async def serve(name: str, mapping: KeyMapping, args: argparse.Namespace) -> int
         await running.stop(0)
         raise
     if args.descriptor_out:
-        out = Path(args.descriptor_out)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(
+        write_atomically(
+            Path(args.descriptor_out),
             json_format.MessageToJson(descriptor, indent=2, ensure_ascii=False) + "\n",
-            encoding="utf-8",
         )
-        tmp.replace(out)
     print(
         f"adapter {descriptor.chain_id} listening on {running.address}, node {args.node}",
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    with stop_on_signals() as stop:
+        await stop.wait()
     await running.stop(args.grace)
     return 0
 

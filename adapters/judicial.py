@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from relay.audit.sink import KEY_PREFIX, checkpoint_key
 from relay.pb.relay.adapter.v1 import adapter_pb2_grpc
 from relay.pb.relay.sink.v1 import sink_pb2, sink_pb2_grpc
 from relay.pb.relay.v1 import types_pb2 as pb
+from relay.process import stop_on_signals, write_atomically
 from relay.testing import samples
 from relay.testing.partner_server import FORMAT, Journal, StartupError
 from relay.testing.partners import BftPartnerChain, ChainProfile, PartnerAdapter
@@ -315,11 +315,10 @@ async def start_judicial(
     )
     descriptor = chain.descriptor(endpoint)
     if descriptor_out is not None:
-        tmp = descriptor_out.with_name(descriptor_out.name + ".tmp")
-        tmp.write_text(
-            json_format.MessageToJson(descriptor, indent=2, ensure_ascii=False) + "\n", "utf-8"
+        write_atomically(
+            descriptor_out,
+            json_format.MessageToJson(descriptor, indent=2, ensure_ascii=False) + "\n",
         )
-        tmp.replace(descriptor_out)
     running = RunningJudicial(ledger, server, journal, address, descriptor)
     if block_interval > 0:
 
@@ -384,11 +383,8 @@ async def serve(args: argparse.Namespace) -> int:
         f"(holds audit checkpoint {running.ledger.held.size})",
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    with stop_on_signals() as stop:
+        await stop.wait()
     await running.stop(args.grace)
     return 0
 

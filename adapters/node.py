@@ -45,7 +45,6 @@ import asyncio
 import base64
 import json
 import logging
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -54,6 +53,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters import DEPLOYMENTS
+from relay.process import stop_on_signals, write_atomically
 from relay.sdk.errors import PartnerError
 from relay.testing import partner_server as ps
 from relay.testing.partners import BftPartnerChain, TlogPartnerRegistry
@@ -399,18 +399,15 @@ async def run(args: argparse.Namespace) -> int:
     bound = runner.addresses[0][1] if runner.addresses else int(port)
     url = f"http://{host}:{bound}"
     if args.info_out:
-        ps._write_atomically(Path(args.info_out), json.dumps({"url": url, "kind": args.kind}))
+        write_atomically(Path(args.info_out), json.dumps({"url": url, "kind": args.kind}))
     print(f"node {chain.chain_id} ({args.kind}) serving its native API on {url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    producer = (
-        asyncio.create_task(ps.produce(chain, args, stop, state_dir))
-        if args.block_interval > 0
-        else None
-    )
-    await stop.wait()
+    with stop_on_signals() as stop:
+        producer = (
+            asyncio.create_task(ps.produce(chain, args, stop, state_dir))
+            if args.block_interval > 0
+            else None
+        )
+        await stop.wait()
     if producer is not None:
         await producer
     await runner.cleanup()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import grpc
 
 from relay.pb.relay.adapter.v1 import adapter_pb2_grpc
+from relay.process import stop_on_signals
 from relay.sdk.adapter import AdapterBase
 
 log = logging.getLogger("relay.sdk.server")
@@ -115,21 +115,16 @@ async def serve_adapter(
     running = await start_adapter_server(
         adapter, listen=listen, tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca
     )
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        log.info("adapter listening on %s", running.address)
-        if on_ready is not None:
-            result = on_ready(running)
-            if result is not None:
-                await result
-        await stop.wait()
+        with stop_on_signals(stop) as stopping:
+            log.info("adapter listening on %s", running.address)
+            if on_ready is not None:
+                result = on_ready(running)
+                if result is not None:
+                    await result
+            await stopping.wait()
         log.info("stopping: draining calls for up to %.1f s", grace_s)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         await running.stop(grace_s)
 
 

@@ -10,11 +10,9 @@ drain in-flight calls for ``shutdown_grace``, stop sync, close the store.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import os
-import signal
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from relay.config import (
     parse_address,
 )
 from relay.pb.relay.v1 import admin_pb2
+from relay.process import stop_on_signals
 from relay.service.server import RelayServer, ServerOptions
 from relay.service.servicers import CallGuard, default_guard
 
@@ -376,15 +375,10 @@ async def serve(config: RelayConfig, *, insecure_dev: bool = False) -> None:
             "and alter queries and answers. Never use this outside development."
         )
     running = await start_relay(config, insecure_dev=insecure_dev)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     log.info("relay serving (pid %d)", os.getpid())
     try:
-        await stop.wait()
+        with stop_on_signals() as stop:
+            await stop.wait()
         log.info("shutdown requested")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         await running.stop()

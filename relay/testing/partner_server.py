@@ -43,7 +43,6 @@ import json
 import logging
 import os
 import random
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -53,6 +52,7 @@ from typing import Any, TextIO
 from google.protobuf import json_format
 
 from relay.pb.relay.v1 import types_pb2 as pb
+from relay.process import stop_on_signals, write_atomically
 from relay.sdk.server import AdapterStartError, start_adapter_server
 from relay.sdk.witness import WitnessClient
 from relay.testing import samples
@@ -238,7 +238,7 @@ def write_faults(state_dir: Path, **switches: bool) -> None:
     unknown = set(switches) - set(FAULT_NAMES)
     if unknown:
         raise ValueError(f"unknown fault switches {sorted(unknown)}; known: {FAULT_NAMES}")
-    _write_atomically(state_dir / FAULTS, json.dumps(switches) + "\n")
+    write_atomically(state_dir / FAULTS, json.dumps(switches) + "\n")
 
 
 class FaultSwitches:
@@ -349,12 +349,6 @@ def _read(path: str, what: str) -> bytes:
         raise StartupError(f"cannot read {what} {path}: {e.strerror}") from e
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def open_chain(
     args: argparse.Namespace, state_dir: Path
 ) -> tuple[Journal, BftPartnerChain | TlogPartnerRegistry]:
@@ -424,23 +418,19 @@ async def serve(args: argparse.Namespace) -> int:
     )
     descriptor = chain.descriptor(endpoint)
     if args.descriptor_out:
-        _write_atomically(
+        write_atomically(
             Path(args.descriptor_out),
             json_format.MessageToJson(descriptor, indent=2, ensure_ascii=False) + "\n",
         )
     print(f"partner {chain.chain_id} ({args.kind}) listening on {address}", flush=True)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    producer = (
-        asyncio.create_task(produce(chain, args, stop, state_dir))
-        if args.block_interval > 0
-        else None
-    )
-    await stop.wait()
+    with stop_on_signals() as stop:
+        producer = (
+            asyncio.create_task(produce(chain, args, stop, state_dir))
+            if args.block_interval > 0
+            else None
+        )
+        await stop.wait()
     log.info("stopping: draining calls for up to %.1f s", args.grace)
     if producer is not None:
         await producer
