@@ -369,10 +369,15 @@ async def serve(config: RelayConfig, *, insecure_dev: bool = False) -> None:
     from relay.logs import configure_logging
 
     configure_logging(level=config.effective_log_level, fmt=config.logging.format)
-    if insecure_dev:
+    if insecure_dev and config.tls is None:
         log.warning(
             "--insecure-dev: the API is served WITHOUT TLS; anyone on the network can read "
             "and alter queries and answers. Never use this outside development."
+        )
+    elif insecure_dev:
+        log.warning(
+            "--insecure-dev: development mode; client certificates and access control are "
+            "enforced only where the config asks for them. Never use this outside development."
         )
     running = await start_relay(config, insecure_dev=insecure_dev)
     log.info("relay serving (pid %d)", os.getpid())
