@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json.encoder
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,10 +26,6 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
 from relay.audit.entry import (
-    ENTRY_FIELDS,
-    ENTRY_VERSION,
-    MAX_DIGESTS,
-    MAX_FIELD_CHARS,
     make_entry,
     request_digest,
 )
@@ -131,126 +126,6 @@ def evidence_digests(answer: Message) -> list[str]:
     return out
 
 
-# The C string quoting json's encoder uses for canonical_json (ensure_ascii=False).
-_json_str: Callable[[str], str] = json.encoder.encode_basestring
-
-# encode_entry writes these keys in this (sorted) order; if entry.py's fields ever differ,
-# entries are built by make_entry instead (the test of encode_entry fails too).
-_ENCODED_FIELDS = (
-    "actor",
-    "actor_code",
-    "actor_fingerprint",
-    "case_court",
-    "case_number",
-    "case_purpose",
-    "court",
-    "evidence_digests",
-    "kind",
-    "method",
-    "outcome",
-    "reason",
-    "request_digest",
-    "result_digest",
-    "role",
-    "target",
-    "time_ns",
-    "v",
-)
-_ENCODER_MATCHES = tuple(sorted(ENTRY_FIELDS)) == _ENCODED_FIELDS
-
-
-def _text(value: str) -> str:
-    return _json_str(value[:MAX_FIELD_CHARS])
-
-
-def encode_entry(
-    *,
-    time_ns: int,
-    kind: str,
-    method: str,
-    actor: str,
-    role: str,
-    actor_code: str,
-    actor_fingerprint: str,
-    court: str,
-    case_court: str = "",
-    case_number: str = "",
-    case_purpose: int = 0,
-    target: str = "",
-    request_digest: str,
-    outcome: str,
-    reason: str = "",
-    result_digest: str = "",
-    evidence_digests: list[str] | tuple[str, ...] = (),
-) -> bytes:
-    """Exactly :func:`relay.audit.entry.make_entry`'s bytes, written key by key in sorted
-    order instead of through a dict and json's encoder (a third of the time; this runs for
-    every query)."""
-    if not _ENCODER_MATCHES:
-        return make_entry(
-            time_ns=time_ns,
-            kind=kind,
-            method=method,
-            actor=actor,
-            role=role,
-            actor_code=actor_code,
-            actor_fingerprint=actor_fingerprint,
-            court=court,
-            case_court=case_court,
-            case_number=case_number,
-            case_purpose=case_purpose,
-            target=target,
-            request_digest=request_digest,
-            outcome=outcome,
-            reason=reason,
-            result_digest=result_digest,
-            evidence_digests=evidence_digests,
-        )
-    digests = ",".join(_json_str(d) for d in evidence_digests[:MAX_DIGESTS])
-    text = "".join(
-        (
-            '{"actor":',
-            _text(actor),
-            ',"actor_code":',
-            _text(actor_code),
-            ',"actor_fingerprint":',
-            _text(actor_fingerprint),
-            ',"case_court":',
-            _text(case_court),
-            ',"case_number":',
-            _text(case_number),
-            ',"case_purpose":',
-            str(int(case_purpose)),
-            ',"court":',
-            _text(court),
-            ',"evidence_digests":[',
-            digests,
-            '],"kind":',
-            _json_str(kind),
-            ',"method":',
-            _text(method),
-            ',"outcome":',
-            _text(outcome),
-            ',"reason":',
-            _text(reason),
-            ',"request_digest":',
-            _json_str(request_digest),
-            ',"result_digest":',
-            _json_str(result_digest),
-            ',"role":',
-            _text(role),
-            ',"target":',
-            _text(target),
-            ',"time_ns":',
-            str(int(time_ns)),
-            ',"v":',
-            str(ENTRY_VERSION),
-            "}",
-        )
-    )
-    return text.encode("utf-8")
-
-
 def _reason_of(context: Any) -> str:
     try:
         trailers = context.trailing_metadata() or ()
@@ -329,7 +204,7 @@ class AuditInterceptor(PerMethodInterceptor):
             encoded = answer.SerializeToString(deterministic=True)
             result.update(hashlib.sha256(encoded).digest())
             digests.extend(evidence_digests(answer))
-        entry = encode_entry(
+        entry = make_entry(
             time_ns=self._clock(),
             kind="admin" if method.startswith(ADMIN_PREFIX) else "query",
             method=method,
