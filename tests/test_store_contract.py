@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import pytest
 
 from relay.store import (
+    ChainExistsError,
     ChainRecord,
     ChainStatus,
     ChainStatusError,
@@ -305,6 +306,42 @@ async def test_chain_roundtrip_list_and_update(backend: Backend) -> None:
         )
         assert second.created_at_ns == first.created_at_ns < second.updated_at_ns
     finally:
+        await store.close()
+
+
+@run_async
+async def test_create_chain_is_insert_only(backend: Backend) -> None:
+    store = await backend.open()
+    other = await second_writer(backend, store)
+    try:
+        await store.create_chain(chain_record(descriptor=b"first"))
+        # Whatever the second registration says, the stored record is the first one's.
+        for writer in (store, other):
+            with pytest.raises(ChainExistsError, match=CHAIN):
+                await writer.create_chain(chain_record(descriptor=b"second"))
+            with pytest.raises(ChainExistsError):
+                await writer.create_chain(chain_record(client_type=ClientType.TLOG))
+        stored = await other.get_chain(CHAIN)
+        assert stored is not None
+        assert (stored.descriptor, stored.client_type) == (b"first", ClientType.TENDERMINT)
+        # Registrations of one id racing from two writers: exactly one wins.
+        results = await asyncio.gather(
+            *(
+                (store if i % 2 else other).create_chain(
+                    chain_record("raced-chain", descriptor=b"from-%d" % i)
+                )
+                for i in range(8)
+            ),
+            return_exceptions=True,
+        )
+        winners = [i for i, r in enumerate(results) if r is None]
+        assert len(winners) == 1, results
+        assert all(isinstance(r, ChainExistsError) for r in results if r is not None)
+        raced = await store.get_chain("raced-chain")
+        assert raced is not None and raced.descriptor == b"from-%d" % winners[0]
+    finally:
+        if other is not store:
+            await other.close()
         await store.close()
 
 

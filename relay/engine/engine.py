@@ -56,6 +56,7 @@ from relay.pb.relay.v1 import admin_pb2 as a
 from relay.pb.relay.v1 import query_pb2 as q
 from relay.pb.relay.v1 import types_pb2 as pb
 from relay.store import (
+    ChainExistsError,
     ChainRecord,
     ChainStatus,
     ChainStatusError,
@@ -693,7 +694,9 @@ class Engine:
             except AdapterLoadError as e:
                 raise _bad("descriptor.adapter", str(e), chain_id=chain_id) from e
             try:
-                await self.store.upsert_chain(
+                # Insert-only: a replica sharing the store may have registered this id (now
+                # or earlier, before this one re-read the catalogue); its record stands.
+                await self.store.create_chain(
                     ChainRecord(
                         chain_id=chain_id,
                         domain=pb.Domain.Name(descriptor.domain),
@@ -703,6 +706,21 @@ class Engine:
                         anchor_height=anchor.height,
                     )
                 )
+            except ChainExistsError as e:
+                await adapter.close()
+                raise RelayError(
+                    "ALREADY_EXISTS",
+                    f"chain {chain_id!r} is already registered (by another relay replica "
+                    "sharing the store); its registration stands",
+                    chain_id=chain_id,
+                    field="descriptor.chain_id",
+                ) from e
+            except StoreError as e:
+                await adapter.close()
+                raise RelayError(
+                    "INTERNAL", f"registering chain {chain_id!r}: {e}", chain_id=chain_id
+                ) from e
+            try:
                 await self._store_anchor(client, anchor, now_ns=now)
                 record = await self.store.get_chain(chain_id)
             except StoreError as e:

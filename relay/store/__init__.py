@@ -3,6 +3,7 @@ records and errors, and the embedded SQLite implementation. The PostgreSQL imple
 the same protocol (issue 9) is :mod:`relay.store.postgres`, imported on demand (asyncpg)."""
 
 from relay.store.base import (
+    ChainExistsError,
     ChainRecord,
     ChainStatus,
     ChainStatusError,
@@ -30,6 +31,7 @@ from relay.store.sqlite import APPLICATION_ID, SQLiteStore
 
 __all__ = [
     "APPLICATION_ID",
+    "ChainExistsError",
     "ChainRecord",
     "ChainStatus",
     "ChainStatusError",

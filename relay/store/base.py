@@ -134,6 +134,17 @@ class UnknownChainError(StoreError):
         super().__init__(f"chain {chain_id!r} is not registered", chain_id=chain_id)
 
 
+class ChainExistsError(StoreError):
+    """A chain with this id is already stored (:meth:`Store.create_chain`): registered
+    before, or by another replica sharing the store at the same moment."""
+
+    reason = "CHAIN_EXISTS"
+
+    def __init__(self, chain_id: str) -> None:
+        self.chain_id = chain_id
+        super().__init__(f"chain {chain_id!r} is already registered", chain_id=chain_id)
+
+
 class ChainStatusError(StoreError):
     """The operation is not allowed in the chain's current status (e.g. verified state for a
     frozen chain, or un-freezing a chain without a new anchor)."""
@@ -631,6 +642,12 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Flush and release the database. Idempotent; later calls raise StoreClosedError."""
+
+    async def create_chain(self, chain: ChainRecord) -> None:
+        """Register a new chain: one insert that fails with :class:`ChainExistsError` when
+        the id is stored already, whatever its status. Of replicas registering one chain id
+        at the same moment exactly one succeeds, and a stored chain's descriptor is never
+        replaced by a registration (updates go through :meth:`upsert_chain`)."""
 
     async def upsert_chain(self, chain: ChainRecord) -> None:
         """Register a chain, or update an existing one's domain, descriptor and status.

@@ -37,6 +37,7 @@ from relay.store.base import (
     AdminActionRecord,
     AuditCheckpointRecord,
     AuditLeafRecord,
+    ChainExistsError,
     ChainRecord,
     ChainStatus,
     ChainStatusError,
@@ -118,6 +119,23 @@ def _redact(dsn: str) -> str:
     scheme, rest = dsn.split("://", 1)
     creds, host = rest.rsplit("@", 1)
     return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+
+
+async def _insert_chain(conn: Conn, chain: ChainRecord, now: int) -> bool:
+    """Insert ``chain`` unless its id is stored; whether it was inserted."""
+    inserted = await conn.fetchval(
+        f"INSERT INTO chains ({_CHAIN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) "
+        "ON CONFLICT (chain_id) DO NOTHING RETURNING chain_id",
+        chain.chain_id,
+        chain.domain,
+        chain.client_type.value,
+        chain.descriptor,
+        chain.status.value,
+        chain.status_reason,
+        chain.anchor_height,
+        now,
+    )
+    return inserted is not None
 
 
 class PostgresStore:
@@ -247,25 +265,24 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ chains
 
+    async def create_chain(self, chain: ChainRecord) -> None:
+        if not isinstance(chain, ChainRecord):
+            raise InvalidRecordError("create_chain takes a ChainRecord")
+        now = self._clock()
+
+        async def write(conn: Conn) -> None:
+            if not await _insert_chain(conn, chain, now):
+                raise ChainExistsError(chain.chain_id)
+
+        await self._write(write)
+
     async def upsert_chain(self, chain: ChainRecord) -> None:
         if not isinstance(chain, ChainRecord):
             raise InvalidRecordError("upsert_chain takes a ChainRecord")
         now = self._clock()
 
         async def write(conn: Conn) -> None:
-            inserted = await conn.fetchval(
-                f"INSERT INTO chains ({_CHAIN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-                "$8) ON CONFLICT (chain_id) DO NOTHING RETURNING chain_id",
-                chain.chain_id,
-                chain.domain,
-                chain.client_type.value,
-                chain.descriptor,
-                chain.status.value,
-                chain.status_reason,
-                chain.anchor_height,
-                now,
-            )
-            if inserted is not None:
+            if await _insert_chain(conn, chain, now):
                 return
             row = await conn.fetchrow(
                 "SELECT client_type, status, anchor_height FROM chains WHERE chain_id = $1 "

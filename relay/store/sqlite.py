@@ -41,6 +41,7 @@ from relay.store.base import (
     AdminActionRecord,
     AuditCheckpointRecord,
     AuditLeafRecord,
+    ChainExistsError,
     ChainRecord,
     ChainStatus,
     ChainStatusError,
@@ -138,6 +139,23 @@ def _fsync_dir(directory: Path) -> None:
 
 def _wal_path(path: Path) -> Path:
     return path.with_name(path.name + "-wal")
+
+
+def _insert_chain(conn: sqlite3.Connection, chain: ChainRecord, now: int) -> None:
+    conn.execute(
+        f"INSERT INTO chains ({_CHAIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            chain.chain_id,
+            chain.domain,
+            chain.client_type.value,
+            chain.descriptor,
+            chain.status.value,
+            chain.status_reason,
+            chain.anchor_height,
+            now,
+            now,
+        ),
+    )
 
 
 class SQLiteStore:
@@ -358,6 +376,19 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ chains
 
+    async def create_chain(self, chain: ChainRecord) -> None:
+        if not isinstance(chain, ChainRecord):
+            raise InvalidRecordError("create_chain takes a ChainRecord")
+        now = self._clock()
+
+        def write(conn: sqlite3.Connection) -> None:
+            try:
+                _insert_chain(conn, chain, now)
+            except sqlite3.IntegrityError as e:  # the primary key: stored already
+                raise ChainExistsError(chain.chain_id) from e
+
+        await self._write(write)
+
     async def upsert_chain(self, chain: ChainRecord) -> None:
         if not isinstance(chain, ChainRecord):
             raise InvalidRecordError("upsert_chain takes a ChainRecord")
@@ -369,20 +400,7 @@ class SQLiteStore:
                 (chain.chain_id,),
             ).fetchone()
             if row is None:
-                conn.execute(
-                    f"INSERT INTO chains ({_CHAIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        chain.chain_id,
-                        chain.domain,
-                        chain.client_type.value,
-                        chain.descriptor,
-                        chain.status.value,
-                        chain.status_reason,
-                        chain.anchor_height,
-                        now,
-                        now,
-                    ),
-                )
+                _insert_chain(conn, chain, now)
                 return
             client_type, status, anchor_height = row
             if client_type != chain.client_type.value:
