@@ -1,10 +1,11 @@
-"""Issue 9, "what it must show" 2. In process, fast: two engines sharing one store take
-turns syncing a chain through its lease (the non-owner follows and verifies on demand,
-unfenced); a graceful close hands the lease over at once; a lost lease is counted and ends
-syncing at once. With real processes: three ``relay serve`` processes share one PostgreSQL
-(a real throwaway cluster, conftest ``pg_cluster``: skipped without PostgreSQL, failed under
-CI=true) and follow two reference deployments (adapters/, real processes, mutual TLS) with
-a 3 s sync lease. The three start at once, so their migrations race too.
+"""Issue 9, "what it must show" 2. In process, fast: two engines sharing one store take turns
+syncing a chain through its lease (the non-owner follows, asks the partner's head for its
+lag figures, and verifies on demand, unfenced); a graceful close hands the lease over at
+once; a lost lease is counted and ends syncing at once. With real processes: three ``relay
+serve`` processes share one PostgreSQL (a real throwaway cluster, conftest ``pg_cluster``:
+skipped without PostgreSQL, failed under CI=true) and follow two reference deployments
+(adapters/, real processes, mutual TLS) with a 3 s sync lease. The three start at once, so
+their migrations race too.
 
 The lease owner of a chain is SIGKILLed: another replica takes the lease and the chain's
 head moves on; every state stored before the kill is still there with the same header, one
@@ -114,6 +115,19 @@ def test_engines_sharing_a_store_take_turns_through_the_lease(tmp_path: Path) ->
                 return info.trusted_height >= height
 
             await eventually("b follows a's commits", lambda: b_sees(target))
+
+            # b also asks the partner's head itself: its ChainInfo and lag series say how
+            # far the trusted state trails the chain, without a sync round of its own.
+            async def b_knows_head(height: int) -> bool:
+                info = await b.chain_info(b.registry.get(estate))
+                return info.partner_head_height >= height
+
+            await eventually("b knows the partner's head", lambda: b_knows_head(target))
+            labels = {"chain": estate, "domain": "real_estate"}
+            head_series = b.metrics.registry.get_sample_value(
+                "relay_chain_partner_head_height", labels
+            )
+            assert head_series is not None and head_series >= target
             assert rb.stats.rounds == 0 and rb.lease is None
             assert lease_metric(a, "relay_sync_lease_held", estate) == 1
             assert lease_metric(b, "relay_sync_lease_held", estate) == 0

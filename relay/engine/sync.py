@@ -736,15 +736,25 @@ class ChainRuntime:
 
     async def follow(self) -> None:
         """A non-owner's refresh: the chain's status and trusted state as the owner
-        committed them."""
+        committed them, and the partner's head as its adapter reports it now (so this
+        replica's ChainInfo and lag metrics say how far the trusted state trails the chain,
+        as the owner's do)."""
         try:
             await self.refresh_record()
             if self.status in (ChainStatus.ACTIVE, ChainStatus.PENDING):
                 self.publish(await self.load_view(fresh=True))
         except RelayError as e:
             log.debug("chain %s: refreshing from the store failed: %s", self.chain_id, e)
+            return
         except StoreError as e:
             log.warning("chain %s: refreshing from the store failed: %s", self.chain_id, e)
+            return
+        if self.status not in (ChainStatus.ACTIVE, ChainStatus.PENDING):
+            return
+        try:
+            await self.refresh_head()
+        except RelayError as e:  # the adapter is down: the owner's sync reports it too
+            log.debug("chain %s: asking the partner's head failed: %s", self.chain_id, e)
 
     # ------------------------------------------------------------------ pruning
 
