@@ -24,6 +24,11 @@ The audit log's cost (issue 7 point 4, target <= 10%) is printed as the throughp
 relay with and without it in the same interleaved rounds, and as the share of the relay's
 CPU time per query it takes.
 
+After part 1 the CPU cost of each piece of work a verified answer needs (partner proof,
+ICS-23 check, signature, audit entry...) is timed in this process on a typical answer and
+set beside the two servers' CPU per call: what the rest of the relay's per-call work
+(service layer, engine coroutines, deadlines, metrics, audit commit) costs follows.
+
 Run: ``.venv/bin/python bench/bench_query.py [--requests 3000] [--states 1000000]``.
 This machine has 2 cores: server and client each take one (three processes share two in
 case 2), so the ratios are what this machine gives, not a property of the code alone.
@@ -243,6 +248,87 @@ async def fill_store(store: Any, states: int) -> dict[str, Any]:
         "near_p50_us": pct(samples["near"], 0.5) * 1e6,
         "near_p99_us": pct(samples["near"], 0.99) * 1e6,
     }
+
+
+# ------------------------------------------------------------------------- breakdown
+
+
+def component_costs(
+    answer_bytes: bytes, request_bytes: bytes, scale: int
+) -> list[tuple[str, float]]:
+    """CPU time (µs, best of 5 timed loops in this process, one thread) of the pieces of
+    work every verified GetOwnership answer needs, measured on a typical answer: what the
+    relay's one event-loop thread must spend per call besides gRPC's own cost (the echo
+    floor). Not the whole of a call (the engine's coroutines, metrics, the store and the
+    audit commit are not in it): a lower bound on the relay's work per answer."""
+    import hashlib
+    import timeit
+
+    from relay.audit.recorder import AuditInterceptor
+    from relay.engine.evidence import RelaySigner
+    from relay.pb.relay.adapter.v1 import adapter_pb2 as apb
+    from relay.verify import evidence as rules
+
+    answer = query_pb2.OwnershipAnswer.FromString(answer_bytes)
+    request = query_pb2.GetOwnershipRequest.FromString(request_bytes)
+    ev = answer.evidence
+    unsigned = pb.Evidence()
+    unsigned.CopyFrom(ev)
+    unsigned.ClearField("relay_attestation")
+    signer = RelaySigner.ed25519(key_id="bench", seed=hashlib.sha256(b"bench").digest())
+    audit = AuditInterceptor(None, salt=b"s" * 32)  # type: ignore[arg-type]
+    chain, _ = bench_chain(scale)
+    query = apb.DomainQuery(ownership=request.asset)
+    value = ev.value if ev.HasField("value") else None
+
+    def fresh(template: pb.Evidence) -> pb.Evidence:
+        copy = pb.Evidence()
+        copy.CopyFrom(template)
+        return copy
+
+    def best(fn: Any, number: int = 2000) -> float:
+        return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
+
+    rows = [
+        ("partner proof (in-process adapter: SMT lookup)", best(
+            lambda: chain.query(chain.domain_key(query)))),
+        ("ICS-23 proof check against the verified root", best(
+            lambda: rules.verify_state_proof(
+                spec=ev.proof_spec, proof_format=ev.proof_format, root=ev.state_root,
+                key=ev.key, value=value, proof=ev.proof))),
+        ("record decode (OwnershipRecord from the value)", best(
+            lambda: pb.OwnershipRecord.FromString(ev.value))),
+        ("relay signature over the evidence (Ed25519)", best(
+            lambda: signer.sign(fresh(unsigned)))),
+        ("audit entry (3 digests, canonical JSON)", best(
+            lambda: audit.entry_for(
+                GET_OWNERSHIP, request, outcome="OK", reason="", answers=[answer]))),
+        ("request parse + answer serialize", best(
+            lambda: (query_pb2.GetOwnershipRequest.FromString(request_bytes),
+                     answer.SerializeToString()))),
+    ]  # fmt: skip
+    return rows
+
+
+def print_breakdown(rows: list[tuple[str, float]], floor: Result, relay: Result) -> None:
+    total = sum(us for _, us in rows)
+    print("\nwhere a verified answer's CPU goes (this process, one thread, no contention)")
+    head = f"{'work per GetOwnership answer':<52} {'µs':>7}"
+    print(head)
+    print("-" * len(head))
+    for name, us in rows:
+        print(f"{name:<52} {us:7.1f}")
+    print(f"{'sum of the pieces above':<52} {total:7.1f}")
+    if floor.cpu_us and relay.cpu_us:
+        budget = 2 * floor.cpu_us
+        rest = relay.cpu_us - floor.cpu_us - total
+        print(
+            f"echo server CPU per call {floor.cpu_us:.0f} µs (gRPC's own cost); relay server "
+            f"{relay.cpu_us:.0f} µs = echo + these pieces + {rest:.0f} µs of the rest (service "
+            f"layer, engine coroutines, deadlines, metrics, audit commit). At 0.5 of echo the "
+            f"relay's one event-loop thread has ~{budget:.0f} µs per call: "
+            f"{budget - floor.cpu_us:.0f} µs beside gRPC's own cost."
+        )
 
 
 # ------------------------------------------------------------------------------- client
@@ -526,6 +612,11 @@ async def client(args: argparse.Namespace) -> None:
             print(
                 f"audit log cost: {audit_cost:+.1%} of query throughput with the audit log "
                 f"(target: <= 10%); {audit_cpu:+.1%} of the relay's CPU time per query"
+            )
+            print_breakdown(
+                component_costs(canned_file.read_bytes(), distinct[0], args.scale),
+                part1[floor],
+                part1[verified],
             )
             relay_na.stop()
             echo.stop()
