@@ -43,6 +43,7 @@ from google.protobuf import json_format
 
 from relay.audit.checkpoint import TREE_HASHER
 from relay.audit.sink import KEY_PREFIX, checkpoint_key
+from relay.interceptors import GenericHandlersOnly
 from relay.pb.relay.adapter.v1 import adapter_pb2_grpc
 from relay.pb.relay.sink.v1 import sink_pb2, sink_pb2_grpc
 from relay.pb.relay.v1 import types_pb2 as pb
@@ -291,8 +292,9 @@ async def start_judicial(
                 ("grpc.max_send_message_length", 16 << 20),
             ]
         )
-        sink_pb2_grpc.add_SinkServiceServicer_to_server(SinkServicer(ledger), server)  # type: ignore[no-untyped-call]
-        adapter_pb2_grpc.add_AdapterServiceServicer_to_server(PartnerAdapter(chain), server)  # type: ignore[no-untyped-call]
+        handlers = GenericHandlersOnly(server)  # no per-method registered handlers
+        sink_pb2_grpc.add_SinkServiceServicer_to_server(SinkServicer(ledger), handlers)  # type: ignore[no-untyped-call]
+        adapter_pb2_grpc.add_AdapterServiceServicer_to_server(PartnerAdapter(chain), handlers)  # type: ignore[no-untyped-call]
         credentials = grpc.ssl_server_credentials(
             [(tls_key, tls_cert)], root_certificates=client_ca, require_client_auth=True
         )

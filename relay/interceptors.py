@@ -1,4 +1,5 @@
-"""The one way the relay's ``grpc.aio`` server interceptors wrap a method's handler.
+"""How the relay's ``grpc.aio`` servers take their handlers: the one way the server
+interceptors wrap a method's handler, and :class:`GenericHandlersOnly`.
 
 grpc.aio asks every interceptor for the handler of each call. Building a fresh wrapper per
 call costs more than some of the work it wraps, so :class:`PerMethodInterceptor` builds one
@@ -50,3 +51,24 @@ class PerMethodInterceptor(_Base):
         """``handler`` of the method ``path`` with this interceptor's work around it (or
         ``handler`` itself where there is nothing to do)."""
         raise NotImplementedError
+
+
+class GenericHandlersOnly:
+    """What the generated ``add_*Servicer_to_server`` functions (and grpc_reflection) are
+    given instead of the ``grpc.aio`` server: their generic handler reaches the server,
+    their per-method "registered" copy of it does not.
+
+    A grpc.aio server keeps one pending request task per registered method and, for every
+    call it accepts, waits on all of them together (``asyncio.wait``): with the relay's ~25
+    methods that is ~25 callbacks added and removed per call, a cost every call pays,
+    growing with the methods served. One generic handler serves every method the same way
+    (grpc looks the method up in it) for one pending task."""
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+        """Dropped: the generic handler added with it serves these methods."""

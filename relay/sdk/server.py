@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 
+from relay.interceptors import GenericHandlersOnly
 from relay.pb.relay.adapter.v1 import adapter_pb2_grpc
 from relay.process import stop_on_signals
 from relay.sdk.adapter import AdapterBase
@@ -84,7 +85,8 @@ async def start_adapter_server(
             ("grpc.max_send_message_length", max_message_bytes),
         ]
     )
-    adapter_pb2_grpc.add_AdapterServiceServicer_to_server(adapter, server)  # type: ignore[no-untyped-call]
+    # One generic handler, no per-method registered ones (relay.interceptors.GenericHandlersOnly).
+    adapter_pb2_grpc.add_AdapterServiceServicer_to_server(adapter, GenericHandlersOnly(server))  # type: ignore[no-untyped-call]
     credentials = grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
     )

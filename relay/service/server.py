@@ -17,9 +17,10 @@ from typing import Any, Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from relay.config import TlsMaterial
+from relay.interceptors import GenericHandlersOnly
 from relay.pb.relay.v1 import admin_pb2, admin_pb2_grpc, query_pb2, query_pb2_grpc
 from relay.service.servicers import (
     ADMIN_SERVICE,
@@ -119,7 +120,9 @@ class RelayServer:
         await self._set_all(_NOT_SERVING)
 
         health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, health_server)
+        health_pb2_grpc.add_HealthServicer_to_server(
+            self.health, GenericHandlersOnly(health_server)
+        )
         self.health_port = _bind(
             "health", o.health_address, lambda: health_server.add_insecure_port(o.health_address)
         )
@@ -142,13 +145,20 @@ class RelayServer:
             deadline_s=o.query_deadline_s,
             onboarding=self._onboarding,
         )
-        query_pb2_grpc.add_QueryServiceServicer_to_server(query, server)  # type: ignore[no-untyped-call]
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        # Every service as one generic handler (see GenericHandlersOnly: a registered
+        # method costs every call of the server a little).
+        handlers = GenericHandlersOnly(server)
+        query_pb2_grpc.add_QueryServiceServicer_to_server(query, handlers)  # type: ignore[no-untyped-call]
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, handlers)  # type: ignore[no-untyped-call]
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, handlers)
         for _, add_service in self._extra_services:
-            add_service(server, self._guard)
+            add_service(handlers, self._guard)
         extra_names = tuple(name for name, _ in self._extra_services)
-        reflection.enable_server_reflection((*SERVICE_NAMES, *extra_names), server)
+        # What reflection.enable_server_reflection does for an aio server, through the
+        # handlers wrapper (it picks the servicer by the server's type).
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer((*SERVICE_NAMES, *extra_names)), handlers
+        )
         if o.tls is None:
             self.grpc_port = _bind(
                 "gRPC", o.grpc_address, lambda: server.add_insecure_port(o.grpc_address)
