@@ -10,4 +10,5 @@ print("\nits node:    python -m adapters.node --deployment <name> --state DIR --
 print("               --listen 127.0.0.1:PORT [--activity] [--witness VKEY@URL] [--info-out F]")
 print("its adapter: python -m adapters.<name> --node http://127.0.0.1:PORT --listen 127.0.0.1:0 \\")
 print("               --tls-cert PEM --tls-key PEM [--tls-client-ca PEM] [--descriptor-out F]")
+print("               [--advertise HOST[:PORT]] [--institution CODE]")
 print("a witness: python -m adapters.witness --help")

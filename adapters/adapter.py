@@ -596,7 +596,34 @@ def _descriptor_when_ready(
             time.sleep(0.1)
 
 
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
+
+
+def check_listen(listen: str, advertise: str | None) -> None:
+    """A descriptor names the address relays dial: a wildcard listen address is no such
+    address, so it needs ``--advertise``. Raises StartupError."""
+    host = listen.rpartition(":")[0]
+    if host in _WILDCARD_HOSTS and not advertise:
+        raise StartupError(
+            f"--listen {listen} accepts calls on every interface but names none a relay can "
+            "dial: add --advertise HOST[:PORT], the address relays reach this adapter at "
+            "(its TLS certificate must be valid for HOST)"
+        )
+
+
+def advertised_address(advertise: str | None, bound: str) -> str:
+    """The adapter address a descriptor names: ``advertise`` (``HOST`` takes the bound
+    port), else the address the server is bound to."""
+    if not advertise:
+        return bound
+    _, sep, port = advertise.rpartition(":")
+    if sep and port.isdigit() and not advertise.endswith("]"):
+        return advertise
+    return f"{advertise}:{bound.rpartition(':')[2]}"
+
+
 async def serve(name: str, mapping: KeyMapping, args: argparse.Namespace) -> int:
+    check_listen(args.listen, args.advertise)
     cert = _read(args.tls_cert, "TLS certificate")
     key = _read(args.tls_key, "TLS key")
     client_ca = _read(args.tls_client_ca, "client CA") if args.tls_client_ca else None
@@ -611,10 +638,10 @@ async def serve(name: str, mapping: KeyMapping, args: argparse.Namespace) -> int
         )
     except AdapterStartError as e:
         raise StartupError(str(e)) from e
-    host = args.listen.rpartition(":")[0]
+    address = advertised_address(args.advertise, running.address)
     endpoint = pb.AdapterEndpoint(
-        grpc_address=running.address,
-        tls_server_name=args.server_name or host.strip("[]"),
+        grpc_address=address,
+        tls_server_name=args.server_name or address.rpartition(":")[0].strip("[]"),
         ca_certificates_pem=ca_pem.decode(),
     )
     try:
@@ -624,6 +651,8 @@ async def serve(name: str, mapping: KeyMapping, args: argparse.Namespace) -> int
     except StartupError:
         await running.stop(0)
         raise
+    if args.institution:
+        descriptor.institution = args.institution
     if args.descriptor_out:
         write_atomically(
             Path(args.descriptor_out),
@@ -651,7 +680,20 @@ def parse_args(name: str, argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--tls-key", required=True, help="server private key (PEM)")
     p.add_argument("--tls-ca", help="CA (PEM) put in the descriptor; default: the certificate")
     p.add_argument("--tls-client-ca", help="require client certificates issued by this CA")
-    p.add_argument("--server-name", help="TLS server name in the descriptor; default: host")
+    p.add_argument(
+        "--advertise",
+        help="HOST[:PORT] relays dial, written into the descriptor (default: the --listen "
+        "address; required when --listen is a wildcard such as 0.0.0.0)",
+    )
+    p.add_argument(
+        "--server-name", help="TLS server name in the descriptor; default: the advertised host"
+    )
+    p.add_argument(
+        "--institution",
+        help="unified social credit code of the institution proposing the chain, written into "
+        "the descriptor (default: the deployment's own); it must be the code of the key that "
+        "signs the proposal",
+    )
     p.add_argument("--descriptor-out", help="write the chain descriptor (proto JSON) here")
     p.add_argument("--grace", type=float, default=2.0, help="seconds to drain calls on stop")
     p.add_argument("--node-wait", type=float, default=30.0, help="seconds to wait for the node")

@@ -10,13 +10,18 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import subprocess
+import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiohttp import web
+from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +31,7 @@ from adapters.adapter import (
     LogNodeAdapter,
     NodeClient,
     adapter_for,
+    advertised_address,
 )
 from adapters.bank import MAPPING as BANK
 from adapters.conformance import local_chain
@@ -35,6 +41,7 @@ from relay.pb.relay.adapter.v1 import adapter_pb2 as apb
 from relay.pb.relay.v1 import types_pb2 as pb
 from relay.sdk.errors import InvalidArgument, NotFound, Unavailable
 from relay.testing.partners import BftPartnerChain, TlogPartnerRegistry
+from relay.testing.pki import write_dev_pki
 from relay.verify import records
 
 ENDPOINT = pb.AdapterEndpoint(grpc_address="127.0.0.1:1", tls_server_name="localhost")
@@ -293,3 +300,59 @@ def test_deployments_name_their_mappings() -> None:
     for name in DEPLOYMENTS:
         mapping = importlib.import_module(f"adapters.{name}").MAPPING
         assert "raw_key" in mapping.questions
+
+
+# --- the adapter process: the address its descriptor names -----------------------------------
+
+
+def test_adapter_process_advertises_a_dialable_address(bank: Node, tmp_path: Path) -> None:
+    """A wildcard --listen names no address a relay can dial: refused without --advertise;
+    with it the descriptor names the advertised host (and the bound port), and
+    --institution names the proposing institution."""
+    pki = write_dev_pki(tmp_path / "pki")
+    base = [
+        sys.executable, "-m", "adapters.bank", "--node", bank.url,
+        "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
+        "--tls-ca", str(pki.ca_cert),
+    ]  # fmt: skip
+    refused = subprocess.run(
+        [*base, "--listen", "0.0.0.0:0"], capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "--advertise" in refused.stderr and "Traceback" not in refused.stderr
+    out = tmp_path / "descriptor.json"
+    process = subprocess.Popen(
+        [
+            *base, "--listen", "0.0.0.0:0", "--advertise", "localhost",
+            "--institution", "91110000100000000A", "--descriptor-out", str(out),
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not out.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no descriptor written"
+            time.sleep(0.05)
+        descriptor = json_format.Parse(out.read_text(), pb.ChainDescriptor())
+        host, _, port = descriptor.adapter.grpc_address.rpartition(":")
+        assert host == "localhost" and int(port) > 0
+        assert descriptor.adapter.tls_server_name == "localhost"
+        assert descriptor.institution == "91110000100000000A"
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("advertise", "bound", "expected"),
+    [
+        (None, "127.0.0.1:9443", "127.0.0.1:9443"),
+        ("adapter.bank.example", "0.0.0.0:9443", "adapter.bank.example:9443"),
+        ("adapter.bank.example:443", "0.0.0.0:9443", "adapter.bank.example:443"),
+        ("[2001:db8::1]", "[::]:9443", "[2001:db8::1]:9443"),
+        ("[2001:db8::1]:443", "[::]:9443", "[2001:db8::1]:443"),
+    ],
+)
+def test_advertised_address(advertise: str | None, bound: str, expected: str) -> None:
+    assert advertised_address(advertise, bound) == expected
