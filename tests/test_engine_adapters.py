@@ -206,6 +206,16 @@ async def test_size_and_stream_limits() -> None:
     many = await reason_of(client(s, max_stream_items=5).list_by_party(b"p", [], None))
     assert many.reason == "LIMIT_EXCEEDED"
     assert len(await client(s, max_stream_items=6).list_by_party(b"p", [], None)) == 6
+    # The whole stream has a byte budget too, not only each message: items within the
+    # message limit add up to a refusal, and the item that crosses it ends the stream.
+    s.results = [apb.QueryResult(key=b"k", value=b"v" * 40) for _ in range(6)]
+    each = s.results[0].ByteSize()
+    total = await reason_of(
+        client(s, max_message_bytes=each, max_stream_bytes=each * 5).list_by_party(b"p", [], None)
+    )
+    assert total.reason == "LIMIT_EXCEEDED" and "bytes" in total.message
+    fits = client(s, max_message_bytes=each, max_stream_bytes=each * 6)
+    assert len(await fits.list_by_party(b"p", [], None)) == 6
     s.hashes = [b"\x00" * 32] * 65
     assert (await reason_of(client(s).consistency_proof(1, 2))).reason == "LIMIT_EXCEEDED"
     s.note = b""

@@ -344,7 +344,7 @@ class _ResilientClient:
             self.stats.retries += 1
             await self._sleep(self._rng.uniform(0, cap))
 
-    def _check_size(self, method: str, message: Message) -> None:
+    def _check_size(self, method: str, message: Message) -> int:
         size = message.ByteSize()
         if size > self._settings.max_message_bytes:
             raise RelayError(
@@ -353,6 +353,7 @@ class _ResilientClient:
                 f"the limit is {self._settings.max_message_bytes}",
                 chain_id=self.chain_id,
             )
+        return size
 
     async def _unary(self, method: str, request: Message) -> Any:
         async def once() -> Message:
@@ -367,15 +368,26 @@ class _ResilientClient:
     async def _stream(self, method: str, request: Message, *, max_items: int) -> list[Any]:
         async def once() -> list[Message]:
             items: list[Message] = []
+            total = 0
+            budget = self._settings.max_stream_bytes
             stream = self._transport.stream(method, request, self._settings.adapter_deadline_s)
             try:
                 async for item in stream:
-                    self._check_size(method, item)
+                    total += self._check_size(method, item)
                     if len(items) >= max_items:
                         raise RelayError(
                             "LIMIT_EXCEEDED",
                             f"the adapter of chain {self.chain_id!r} streamed more than "
                             f"{max_items} {method} items; the stream was cut off",
+                            chain_id=self.chain_id,
+                        )
+                    if total > budget:
+                        # Items are kept until the whole stream is checked: without a total
+                        # a lying adapter could make the relay hold items x message limit.
+                        raise RelayError(
+                            "LIMIT_EXCEEDED",
+                            f"the adapter of chain {self.chain_id!r} streamed more than "
+                            f"{budget} bytes of {method} items; the stream was cut off",
                             chain_id=self.chain_id,
                         )
                     items.append(item)

@@ -26,7 +26,9 @@ class EngineSettings:
     [0, min(``retry_max_delay_s``, ``retry_base_delay_s`` * 2**attempt)] (full jitter). After
     ``breaker_failure_threshold`` consecutive failures a chain's circuit breaker opens for
     ``breaker_reset_s``, then lets one trial call through (half open). Messages above
-    ``max_message_bytes`` and streams above ``max_stream_items`` are refused.
+    ``max_message_bytes`` and streams above ``max_stream_items`` items or
+    ``max_stream_bytes`` bytes in all are refused (a stream is read whole before it is
+    checked, so its total is bounded, not only each message).
     ``adapter_client_cert_pem`` / ``adapter_client_key_pem`` are the relay's client
     certificate for mutual TLS to remote adapters (None: server-authenticated TLS only).
 
@@ -61,6 +63,7 @@ class EngineSettings:
     breaker_reset_s: float = 30.0
     max_message_bytes: int = 16 * MIB
     max_stream_items: int = 4096
+    max_stream_bytes: int = 64 * MIB
     adapter_client_cert_pem: bytes | None = None
     adapter_client_key_pem: bytes | None = None
 
@@ -90,6 +93,7 @@ class EngineSettings:
             "breaker_failure_threshold",
             "max_message_bytes",
             "max_stream_items",
+            "max_stream_bytes",
             "query_deadline_s",
             "max_trust_path",
             "prune_interval_s",
