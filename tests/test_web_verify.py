@@ -129,6 +129,17 @@ def test_page_over_http(tmp_path: Path) -> None:
                 assert "data-verdict=verified" in await resp.text()
             async with http.post(base + "/verify", data={"text": text}) as resp:
                 assert "data-verdict=verified" in await resp.text()
+            # Bodies larger than one network read arrive whole (urlencoded and raw), and a
+            # raw body over the limit is refused as too large, not cut short.
+            padded = b"{" + b" " * 600_000 + files["bft"].lstrip()[1:]
+            async with http.post(base + "/verify", data={"text": padded.decode()}) as resp:
+                assert "data-verdict=verified" in await resp.text()
+            raw = {"Content-Type": "application/json"}
+            async with http.post(base + "/verify", data=padded, headers=raw) as resp:
+                assert "data-verdict=verified" in await resp.text()
+            over = b"{" + b" " * (1 << 20) + files["bft"].lstrip()[1:]
+            async with http.post(base + "/verify", data=over, headers=raw) as resp:
+                assert resp.status == 413 and "data-verdict=too-large" in await resp.text()
             async with http.post(base + "/verify", data=_form(files["tampered"])) as resp:
                 body = await resp.text()
                 assert "data-verdict=invalid" in body and "data-failed-check=record" in body

@@ -514,9 +514,18 @@ async def _read_upload(request: web.Request, limit: int) -> bytes | None:
                     raise _TooLarge
                 return data
         return None
-    data = await request.content.read(limit + 1)
-    if len(data) > limit:
-        raise _TooLarge
+    # read(n) returns what is buffered (at most n), not n bytes: read to the end.
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        chunk = await request.content.read(64 << 10)
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > limit:
+            raise _TooLarge
+        parts.append(chunk)
+    data = b"".join(parts)
     if request.content_type == "application/x-www-form-urlencoded":
         from urllib.parse import parse_qs
 
