@@ -149,6 +149,7 @@ def test_anchors_file_round_trips_and_loads_strictly(
             "client_type: unknown value"
         ),
         text.replace("proof_spec:", "proof_specs:", 1): "chains[0].proof_specs: unknown field",
+        "format: relay-anchors/1\nn: " + "9" * 5000 + "\n": "cannot be read",
     }
     for bad, needle in problems.items():
         with pytest.raises(AnchorsFileError) as info:

@@ -265,6 +265,8 @@ def _load_yaml(data: bytes) -> object:
         raise AnchorsFileError(where, f"{e.problem or e.context}") from None
     except (yaml.YAMLError, RecursionError) as e:
         raise AnchorsFileError("", f"not valid YAML ({type(e).__name__})") from None
+    except ValueError as e:  # e.g. an integer longer than Python converts (4300 digits)
+        raise AnchorsFileError("", f"a value cannot be read: {str(e)[:120]}") from None
     if not _depth_ok(value, MAX_ANCHORS_DEPTH):
         raise LimitExceededError(
             "anchors file nests too deeply", length=MAX_ANCHORS_DEPTH + 1, limit=MAX_ANCHORS_DEPTH
