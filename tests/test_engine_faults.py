@@ -4,6 +4,7 @@ answering (THREATS.md: "a lying or broken adapter")."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -325,3 +326,36 @@ async def test_on_demand_verification_can_be_turned_off(tmp_path: Path) -> None:
         "HEADER_UNVERIFIED",
         "ON_DEMAND_DISABLED",
     )
+
+
+@run
+async def test_the_query_deadline_bounds_calls_that_each_answer_in_time(tmp_path: Path) -> None:
+    """An adapter answering every call just inside its per-call deadline still cannot keep
+    a query past the query deadline: a query at a height above the trusted one needs the
+    partner's head, the light block and the record (three calls), and fails with
+    ADAPTER_UNAVAILABLE (check DEADLINE_EXCEEDED) naming the chain instead of answering
+    late. The same query answers once the adapter is fast again."""
+    world = make_world({pb.DOMAIN_REAL_ESTATE: "bft", pb.DOMAIN_IP: "tlog"})
+    settings = fast_settings(adapter_deadline_s=0.4, adapter_retries=0, query_deadline_s=0.6)
+    async with engine_for(world, tmp_path / "r.db", settings=settings) as engine:
+        chain = world.chains[ESTATE]
+        chain.commit()
+        top = chain.commit()
+        adapter = world.adapters[ESTATE]
+        honest = adapter.before_call
+
+        async def slow(method: str) -> None:
+            await honest(method)
+            await asyncio.sleep(0.3)  # within the per-call deadline, every time
+
+        adapter.before_call = slow  # type: ignore[method-assign]
+        request = q.GetOwnershipRequest(asset=asset_of(world, ESTATE), case_ref=CASE, at_height=top)
+        with pytest.raises(RelayError) as caught:
+            await engine.get_ownership(request)
+        error = caught.value
+        assert error.reason == "ADAPTER_UNAVAILABLE", error
+        assert error.metadata.get("check") == "DEADLINE_EXCEEDED", error.metadata
+        assert error.chain_id == ESTATE and "query deadline" in error.message
+        adapter.before_call = honest  # type: ignore[method-assign]
+        answer = await engine.get_ownership(request)
+        assert answer.outcome == pb.OUTCOME_FOUND and answer.evidence.height == top

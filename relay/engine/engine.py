@@ -435,6 +435,7 @@ class Engine:
         # Graceful shutdown: another replica takes the chains over at once, not after the
         # leases run out.
         await asyncio.gather(*(r.release_lease() for r in self.registry))
+        await asyncio.gather(*(r.stop_verifications() for r in self.registry))
         await self._close_adapters()
         self.sig_pool.shutdown(wait=True)
 

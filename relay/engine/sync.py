@@ -592,6 +592,14 @@ class ChainRuntime:
             task.add_done_callback(lambda _: self._inflight.pop(height, None))
         return await asyncio.shield(task)
 
+    async def stop_verifications(self) -> None:
+        """Cancel the on-demand verifications still running (each outlives the query that
+        started it, for the others asking the same height) and wait for them: closing."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _stored_state(self, height: int) -> ConsensusStateRecord | None:
         cached = self._states.get(height)
         if cached is not None:
