@@ -373,6 +373,13 @@ class ChainRuntime:
             # BFT time must increase with height across everything the relay verified.
             below = await self.store.nearest_consensus_state(chain, candidate.height, below=True)
             above = await self.store.nearest_consensus_state(chain, candidate.height, below=False)
+            for other in (below, above):
+                # Another replica (or this one's sync) committed this very height since the
+                # read above: the same header is already verified, another one is a fork.
+                if other is not None and other.height == candidate.height:
+                    if other.header_hash != candidate.header_hash:
+                        raise self._conflict(other, candidate)
+                    return other
             for other, ok in (
                 (below, below is None or below.time_ns < candidate.time_ns),
                 (above, above is None or above.time_ns > candidate.time_ns),
