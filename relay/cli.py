@@ -150,7 +150,7 @@ def _cmd_health_check(args: argparse.Namespace) -> int:
 def _cmd_config_validate(args: argparse.Namespace) -> int:
     from relay.config import validate_file
 
-    problems = validate_file(args.file)
+    problems = validate_file(args.file, insecure_dev=args.insecure_dev)
     if not problems:
         print("OK")
         return EXIT_OK
@@ -188,12 +188,11 @@ def _client(args: argparse.Namespace) -> tuple[str, ClientTls | None]:
         raise UsageError(f"--cert needs --key (or ${ENV_CLIENT_KEY})")
     if key is not None and cert is None:
         raise UsageError("--key needs --cert")
+    from_env = bool(os.environ.get(ENV_CLIENT_KEY))
     try:
-        key_pem = (
-            os.environ[ENV_CLIENT_KEY].encode()
-            if os.environ.get(ENV_CLIENT_KEY)
-            else (key.read_bytes() if key else None)
-        )
+        key_pem = os.environ[ENV_CLIENT_KEY].encode() if from_env else None
+        if key_pem is None and key is not None:
+            key_pem = key.read_bytes()
         tls = ClientTls(
             ca_pem=ca.read_bytes(),
             cert_pem=cert.read_bytes() if cert else None,
@@ -202,11 +201,69 @@ def _client(args: argparse.Namespace) -> tuple[str, ClientTls | None]:
         )
     except OSError as e:
         raise UsageError(f"cannot read {e.filename}: {e.strerror}") from None
+    _check_tls_files(
+        tls,
+        ca=_source("--ca", "client.ca", ca, flag_given=bool(args.ca), config=config_path),
+        cert=_source("--cert", "client.cert", cert, flag_given=bool(args.cert), config=config_path),
+        key=(
+            f"${ENV_CLIENT_KEY}"
+            if from_env
+            else _source("--key", "client.key", key, flag_given=bool(args.key), config=config_path)
+        ),
+    )
     return server, tls
 
 
+def _source(
+    flag: str, field: str, path: Path | None, *, flag_given: bool, config: str | None
+) -> str:
+    """Where a TLS file came from, for messages: ``--cert a.pem`` or ``client.cert a.pem
+    (from relay.yaml)``."""
+    return f"{flag} {path}" if flag_given else f"{field} {path} (from {config})"
+
+
+def _check_tls_files(tls: ClientTls, *, ca: str, cert: str, key: str) -> None:
+    """Refuse TLS material gRPC would reject only during the handshake, with a message that
+    does not name the cause ("Failed to create security handshaker"): a CA file without a
+    certificate, a client certificate or key that does not parse, a key that is not the
+    certificate's. Key types this cryptography build cannot load are left to gRPC."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        x509.load_pem_x509_certificates(tls.ca_pem)
+    except ValueError:
+        raise UsageError(f"{ca}: no PEM certificate in the file") from None
+    if tls.cert_pem is None or tls.key_pem is None:
+        return
+    try:
+        certificate = x509.load_pem_x509_certificates(tls.cert_pem)[0]
+    except ValueError:
+        raise UsageError(f"{cert}: not a PEM certificate") from None
+    try:
+        private_key = serialization.load_pem_private_key(tls.key_pem, password=None)
+    except TypeError:  # cryptography's "password was not given but the key is encrypted"
+        raise UsageError(f"{key}: the key is encrypted; gRPC needs an unencrypted key") from None
+    except ValueError:
+        raise UsageError(f"{key}: not a PEM private key") from None
+    except UnsupportedAlgorithm:
+        return
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    try:
+        cert_public = certificate.public_key().public_bytes(*spki)
+    except (ValueError, UnsupportedAlgorithm):
+        return
+    if private_key.public_key().public_bytes(*spki) != cert_public:
+        raise UsageError(
+            f"{key} does not match {cert}: the key's public key is not the certificate's "
+            "(pass the key that belongs to that certificate)"
+        )
+
+
 def _rpc(args: argparse.Namespace, call: Callable[[Any], Any]) -> int:
-    """Open a channel, run ``call(channel)``, turn RPC failures into one line and exit 1."""
+    """Open a channel, run ``call(channel)``, turn RPC failures into one line and exit 1.
+    ``call`` may return an exit status (an answer that holds a failed chain); None is 0."""
     import grpc
 
     from relay.service.client import channel
@@ -215,10 +272,18 @@ def _rpc(args: argparse.Namespace, call: Callable[[Any], Any]) -> int:
     server, tls = _client(args)
     with channel(server, tls) as ch:
         try:
-            call(ch)
+            status = call(ch)
         except grpc.RpcError as e:
             failure = describe_rpc_error(e)
             print(f"relay: {failure.one_line()}", file=sys.stderr)
+            if tls is not None and "WRONG_VERSION_NUMBER" in failure.message:
+                # The server answered the TLS hello with something that is not TLS.
+                print(
+                    f"relay: {server} does not speak TLS: it looks like a relay started with "
+                    "--insecure-dev and no tls: section; pass --insecure to talk plaintext "
+                    "to it (development only), or check --server",
+                    file=sys.stderr,
+                )
             if e.code() == grpc.StatusCode.UNAVAILABLE and tls is not None and not tls.cert_pem:
                 # The relay ends the TLS handshake of a client without a certificate, which
                 # reaches us only as "Socket closed": say what is most likely missing.
@@ -229,7 +294,7 @@ def _rpc(args: argparse.Namespace, call: Callable[[Any], Any]) -> int:
                     file=sys.stderr,
                 )
             return EXIT_FAILED
-    return EXIT_OK
+    return status if isinstance(status, int) else EXIT_OK
 
 
 def _parse_enum(enum: Any, text: str, *, flag: str) -> Any:
@@ -323,6 +388,46 @@ def _print_answer(args: argparse.Namespace, answer: Any, text: str) -> None:
         print(text)
 
 
+def _failed_chains(answers: Sequence[Any]) -> int:
+    """Name on stderr every chain whose part of a multi-chain answer FAILED (its answer
+    proves nothing, so the command failed: exit 1). UNPROVEN is an honest "cannot prove",
+    shown as such in the table, and not a failure."""
+    from relay.pb.relay.v1 import types_pb2
+    from relay.service.render import enum_name
+
+    failed = [a for a in answers if a.outcome == types_pb2.OUTCOME_FAILED]
+    if not failed:
+        return EXIT_OK
+    names = ", ".join(
+        f"{a.chain_id} ({enum_name(types_pb2.ErrorReason, a.failure.reason)})" for a in failed
+    )
+    print(
+        f"relay: {len(failed)} of {len(answers)} chain(s) FAILED: {names}; their part of the "
+        "answer proves nothing",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
+def _check_evidence_out(out: Path, *, directory: bool) -> None:
+    """Refuse an --evidence-out that cannot be written before the query runs (the query is
+    recorded in the audit log; its evidence should not be lost to a typo)."""
+    import os
+
+    flag = f"--evidence-out {out}"
+    if directory and out.exists() and not out.is_dir():
+        raise UsageError(f"{flag}: not a directory (holdings and credit write one file each)")
+    if not directory and out.is_dir():
+        raise UsageError(f"{flag}: is a directory; give the evidence file's name")
+    existing = out if directory else out.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{flag}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag}: {existing} is not writable")
+
+
 def _cmd_query(args: argparse.Namespace) -> int:
     from relay.pb.relay.v1 import query_pb2, query_pb2_grpc, types_pb2
     from relay.service import render
@@ -333,6 +438,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
     at = {"at_height": at_height} if at_height is not None else {}
     out = Path(args.evidence_out) if args.evidence_out else None
     kind = args.query_kind
+    if out is not None:
+        _check_evidence_out(out, directory=kind in ("holdings", "credit"))
 
     if kind == "ownership":
         req: Any = query_pb2.GetOwnershipRequest(asset=_asset(args), case_ref=case, **at)
@@ -356,7 +463,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         kinds = [_parse_enum(types_pb2.AssetKind, k, flag="--kinds") for k in args.kinds or ()]
         req = query_pb2.ListHoldingsRequest(party=_party(args), kinds=kinds, case_ref=case)
 
-    def run(channel: Any) -> None:
+    def run(channel: Any) -> int:
         stub = query_pb2_grpc.QueryServiceStub(channel)  # type: ignore[no-untyped-call]
         if kind == "holdings":
             answers = []
@@ -377,7 +484,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
                         _write_json(out / f"{base}-index.json", a.index_evidence)
                     for i, h in enumerate(a.holdings, 1):
                         _write_json(out / f"{base}-{i}.json", h.evidence)
-            return
+            return _failed_chains(answers)
         method: dict[str, tuple[Any, Callable[[Any], str]]] = {
             "ownership": (stub.GetOwnership, render.ownership_answer),
             "account": (stub.GetAccount, render.account_answer),
@@ -388,8 +495,9 @@ def _cmd_query(args: argparse.Namespace) -> int:
         call, show = method[kind]
         answer = call(req, timeout=timeout)
         _print_answer(args, answer, show(answer))
+        status = _failed_chains(answer.findings) if kind == "credit" else EXIT_OK
         if out is None:
-            return
+            return status
         if kind == "credit":
             for f in answer.findings:
                 if f.HasField("evidence"):
@@ -398,6 +506,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
             _write_json(out, answer.evidence)
         else:
             print(f"no evidence to write to {out} (outcome UNPROVEN)", file=sys.stderr)
+        return status
 
     return _rpc(args, run)
 
@@ -418,6 +527,9 @@ def _cmd_chains_list(args: argparse.Namespace) -> int:
         _print_answer(args, reply, render.chains(reply.chains))
 
     return _rpc(args, run)
+
+
+# ----------------------------------------------------------------------- admin, audit
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:
@@ -460,6 +572,12 @@ def _add_service_commands(sub: Any) -> None:
         "validate", help="check a config file: prints OK (exit 0) or each problem (exit 2)"
     )
     validate.add_argument("file")
+    validate.add_argument(
+        "--insecure-dev",
+        action="store_true",
+        help="check as `relay serve --insecure-dev` starts (tls:, client certificates and "
+        "access: optional)",
+    )
     validate.set_defaults(func=_cmd_config_validate)
 
     chains = sub.add_parser("chains", help="registered partner chains")

@@ -19,7 +19,8 @@ Example (every field but ``listen``, ``store`` and ``signing`` has a default)::
     client: {server: "localhost:7443", ca: ca.pem, cert: client.pem, key: client.key}
 
 Relative paths are relative to the file's directory. Durations are seconds or a number with
-a unit (``ms``, ``s``, ``m``, ``h``); sizes are bytes or a number with ``KiB``/``MiB``/``GiB``.
+a unit (``ms``, ``s``, ``m``, ``h``, ``d``); sizes are bytes or a number with
+``KiB``/``MiB``/``GiB``.
 
 Secrets from the environment override the files named in the config (so keys need not lie
 on disk next to it): ``RELAY_SIGNING_KEY`` (the relay's signing key: PEM or 64 hex digits),
@@ -77,8 +78,9 @@ class ConfigError(Exception):
 
 # ------------------------------------------------------------------------- value parsers
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# values.schema.json of the Helm chart repeats this pattern for every duration it passes on.
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*$")
 _SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, None: 1}
 
@@ -91,7 +93,7 @@ def _duration(value: object) -> object:
     if isinstance(value, str):
         m = _DURATION.match(value)
         if not m:
-            raise ValueError(f"expected a duration such as 5s, 500ms, 2m or 1h, got {value!r}")
+            raise ValueError(f"expected a duration such as 5s, 500ms, 2m, 1h or 7d, got {value!r}")
         return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
     return value
 
@@ -221,7 +223,8 @@ class StoreConfig(_Model):
     full_check: bool = False
     readers: int = Field(default=4, ge=1, le=64)
     pool_size: int = Field(default=8, ge=1, le=256)
-    lease_ttl: float = Field(default=15.0, gt=0, le=3600)
+    # A duration like every other (``15s``), with its own ceiling of an hour.
+    lease_ttl: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=3600)] = 15.0
     replica_id: str | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
@@ -299,6 +302,7 @@ class AdaptersConfig(_Model):
     breaker_reset: Seconds | None = None
     max_message_bytes: Bytes | None = None
     max_stream_items: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_stream_bytes: Bytes | None = None
     client_cert: FilePath | None = None
     client_key: FilePath | None = None
 
@@ -870,28 +874,84 @@ def load_descriptors(config: RelayConfig) -> list[types_pb2.ChainDescriptor]:
 # ---------------------------------------------------------------------------- validation
 
 
-def check_files(config: RelayConfig, env: Mapping[str, str] | None = None) -> list[str]:
-    """Problems with the files and secrets the configuration names (each load attempted,
-    every problem collected)."""
+def serve_problems(
+    config: RelayConfig, *, insecure_dev: bool = False, env: Mapping[str, str] | None = None
+) -> list[str]:
+    """Every problem for which ``relay serve`` refuses the configuration before it opens the
+    store, each naming its field: ``tls`` present, its certificate, key and client CA
+    readable and the certificate and key a usable pair; client certificates required and an
+    ``access`` section present (issue 5); ``tls.client_ca`` given whenever ``access`` is;
+    the engine settings and adapter client key; the signing key. ``insecure_dev`` relaxes
+    exactly what ``relay serve --insecure-dev`` relaxes: ``tls`` absent,
+    ``tls.require_client_cert: false`` and ``access`` absent. relay/service/app.py
+    start_relay refuses with all of them; ``relay config validate`` prints them all."""
+    env = os.environ if env is None else env
     problems: list[str] = []
 
-    def attempt(fn: Any) -> None:
+    def attempt(fn: Any) -> Any:
         try:
-            fn()
+            return fn()
         except ConfigError as e:
             problems.extend(e.problems)
+            return None
 
-    if config.tls is not None:
-        attempt(lambda: load_server_tls(config, env))
+    tls = config.tls
+    if tls is None:
+        if not insecure_dev:
+            problems.append("tls: required; the relay serves plaintext only with --insecure-dev")
+    else:
+        material = attempt(lambda: load_server_tls(config, env))
+        if material is not None:
+            # The same check the HTTPS ports make (Python's ssl, which gRPC's TLS agrees
+            # with): a certificate whose key does not belong to it cannot serve at all, so
+            # it is refused whether or not listen.ops or listen.web is set. Imported here:
+            # relay.service.https builds on this module.
+            from relay.service.https import server_ssl_context
+
+            attempt(lambda: server_ssl_context(material))
+    if not insecure_dev:  # issue 5: mutual TLS and access control are not optional
+        if tls is not None and not tls.require_client_cert:
+            problems.append(
+                "tls.require_client_cert: false is allowed only with --insecure-dev; the "
+                "gRPC API requires client certificates (mutual TLS)"
+            )
+        if config.access is None:
+            problems.append(
+                "access: required; without it callers are not identified and court grants "
+                "are not enforced (run without access control only with --insecure-dev)"
+            )
+    if config.access is not None and tls is not None and tls.client_ca is None:
+        # relay/access/setup.py refuses this too, but only once the store is open.
+        problems.append(
+            "tls.client_ca: required with access: (the CA of court, partner and operator "
+            "certificates)"
+        )
     attempt(lambda: engine_settings(config, env))
     attempt(lambda: load_signing_key(config, env))
-    attempt(lambda: load_descriptors(config))
+    return problems
+
+
+def check_files(
+    config: RelayConfig, env: Mapping[str, str] | None = None, *, insecure_dev: bool = False
+) -> list[str]:
+    """Every problem ``relay serve`` would meet with a configuration whose fields are valid:
+    :func:`serve_problems`, then the files and secrets it reads later (chain descriptors,
+    the store's directory or connection string, the client defaults), every problem
+    collected."""
+    problems = serve_problems(config, insecure_dev=insecure_dev, env=env)
+    try:
+        load_descriptors(config)
+    except ConfigError as e:
+        problems.extend(e.problems)
     if config.store.path is not None:
         parent = config.store.path.parent
         if not parent.is_dir():
             problems.append(f"store.path: directory {parent} does not exist")
     if config.store.backend == "postgres":
-        attempt(lambda: store_dsn(env))
+        try:
+            store_dsn(env)
+        except ConfigError as e:
+            problems.extend(e.problems)
     for name in ("ca", "cert"):
         path = getattr(config.client, name)
         if path is not None and not path.is_file():
@@ -899,13 +959,20 @@ def check_files(config: RelayConfig, env: Mapping[str, str] | None = None) -> li
     return problems
 
 
-def validate_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> list[str]:
-    """Every problem with a configuration file, or an empty list when it is usable."""
+def validate_file(
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    insecure_dev: bool = False,
+) -> list[str]:
+    """Every problem with a configuration file, or an empty list when ``relay serve``
+    (with ``--insecure-dev`` when ``insecure_dev``) would accept it: the fields first (a
+    field error stops there), then :func:`check_files`."""
     try:
         config = load_config(path)
     except ConfigError as e:
         return e.problems
-    return check_files(config, env)
+    return check_files(config, env, insecure_dev=insecure_dev)
 
 
 # ---------------------------------------------------------------------- engine settings
@@ -930,6 +997,7 @@ _ENGINE_FIELDS: Final = (
     ("adapters", "breaker_reset", "breaker_reset_s"),
     ("adapters", "max_message_bytes", "max_message_bytes"),
     ("adapters", "max_stream_items", "max_stream_items"),
+    ("adapters", "max_stream_bytes", "max_stream_bytes"),
     ("limits", "query_deadline", "query_deadline_s"),
     ("limits", "max_trust_path", "max_trust_path"),
     ("store", "lease_ttl", "lease_ttl_s"),

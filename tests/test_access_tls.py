@@ -138,7 +138,11 @@ async def world(tmp: Path, *, rate: dict[str, Any] | None = None) -> AsyncIterat
         grpc_port=0,
         health_port=0,
         pki=dev,
-        overrides={"access": access, "sync": {"interval": "100ms"}},
+        overrides={
+            "access": access,
+            "sync": {"interval": "100ms"},
+            "listen": {"ops": "127.0.0.1:0"},
+        },
     )
     config = load_config(setup.config)
     settings = config.engine_settings()
@@ -544,5 +548,45 @@ def test_rate_limit_refuses_one_identity_while_another_is_served(tmp_path: Path)
                 query_pb2.ListChainsRequest(), timeout=5
             )
             assert other.chains
+
+    run(main())
+
+
+def test_the_ops_port_takes_a_log_level_change_only_from_an_operator(tmp_path: Path) -> None:
+    """THREATS row 4 on the ops port of a relay with access control: /metrics and /readyz
+    answer without a client certificate (Prometheus, probes), but PUT /loglevel needs an
+    operator's: 401 without a certificate, 403 for a court's, 200 for an operator's."""
+    import logging
+    import ssl
+
+    import aiohttp
+
+    async def main() -> None:
+        async with world(tmp_path) as w:
+            assert w.running.ops is not None
+            base = f"https://localhost:{w.running.ops.port}"
+            root = logging.getLogger()
+            before = root.level
+
+            async def call(who: str | None, method: str, path: str) -> int:
+                context = ssl.create_default_context(cafile=str(w.pki.ca_cert))
+                if who is not None:
+                    context.load_cert_chain(*map(str, w.pki.clients[who]))
+                connector = aiohttp.TCPConnector(ssl=context)
+                async with aiohttp.ClientSession(connector=connector) as http:
+                    body = {"level": "ERROR"} if method == "PUT" else None
+                    async with http.request(method, base + path, json=body) as resp:
+                        return resp.status
+
+            try:
+                assert await call(None, "GET", "/metrics") == 200
+                assert await call(None, "GET", "/readyz") == 200
+                assert await call(None, "PUT", "/loglevel") == 401
+                assert await call("court-sh-pudong", "PUT", "/loglevel") == 403
+                assert root.level == before
+                assert await call("operator-1", "PUT", "/loglevel") == 200
+                assert root.level == logging.ERROR
+            finally:
+                root.setLevel(before)
 
     run(main())

@@ -189,7 +189,9 @@ def lay_out_pod(objs: list[dict[str, Any]], root: Path, material: Material) -> d
     return move(config)
 
 
-def validate(config: dict[str, Any], root: Path) -> tuple[int, list[str]]:
+def validate(
+    config: dict[str, Any], root: Path, *, insecure_dev: bool = False
+) -> tuple[int, list[str]]:
     path = root / "relay-under-test.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     env = dict(os.environ)
@@ -199,7 +201,13 @@ def validate(config: dict[str, Any], root: Path) -> tuple[int, list[str]]:
         # variable (the config file never holds it).
         env["RELAY_STORE_DSN"] = "postgresql://relay@relay-postgres:5432/relay"
     result = subprocess.run(
-        [str(RELAY), "config", "validate", str(path)],
+        [
+            str(RELAY),
+            "config",
+            "validate",
+            *(["--insecure-dev"] if insecure_dev else []),
+            str(path),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -213,9 +221,14 @@ def validate(config: dict[str, Any], root: Path) -> tuple[int, list[str]]:
 def check_mode(values: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     algorithm = values.get("relay", {}).get("signing", {}).get("algorithm", "ed25519")
     root = tmp_path / "pod"
-    config = lay_out_pod(render(values), root, Material(algorithm))
+    objs = render(values)
+    config = lay_out_pod(objs, root, Material(algorithm))
+    # Checked as the pod runs it: with --insecure-dev when its container passes the flag.
+    (workload,) = [o for o in objs if o["kind"] in ("StatefulSet", "Deployment")]
+    args = workload["spec"]["template"]["spec"]["containers"][0]["args"]
+    insecure_dev = "--insecure-dev" in args
     gaps = expected_gaps(config)
-    code, lines = validate(config, root)
+    code, lines = validate(config, root, insecure_dev=insecure_dev)
     if gaps:
         assert code == 2, lines
         unexplained = [line for line in lines if not line.startswith(tuple(gaps))]
@@ -225,7 +238,7 @@ def check_mode(values: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
             assert any(line.startswith(gap) for line in lines), (gap, lines)
         # A field error stops validation before the files and keys are read, so check
         # those too, on the config without the fields relay/config.py does not know yet.
-        code, lines = validate(without_gaps(config, gaps, root), root)
+        code, lines = validate(without_gaps(config, gaps, root), root, insecure_dev=insecure_dev)
     assert (code, lines) == (0, ["OK"]), lines
     return config
 

@@ -7,6 +7,8 @@ are refused by values.schema.json, and impossible combinations fail with a clear
 from __future__ import annotations
 
 import copy
+import re
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,9 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
+from pydantic import BeforeValidator
+
+from relay import config as relay_config
 
 CHART = Path(__file__).resolve().parent.parent / "charts" / "relay"
 RELEASE, NAMESPACE = "relay", "courts"
@@ -500,6 +505,10 @@ BAD_VALUES = {
     "unconfined seccomp": {"podSecurityContext": {"seccompProfile": {"type": "Unconfined"}}},
     "typo in sync": {"relay": {"sync": {"intervall": "5s"}}},
     "bad duration": {"relay": {"adapters": {"deadline": "five seconds"}}},
+    # The relay refuses these at start (a crash loop): the schema refuses them first.
+    "bad proposal lifetime": {"relay": {"access": {"max_proposal_lifetime": "a week"}}},
+    "week unit": {"relay": {"access": {"max_proposal_lifetime": "1w"}}},
+    "bad sync prune interval": {"relay": {"sync": {"prune_interval": "daily"}}},
     "bad size": {"relay": {"limits": {"max_request_bytes": "1MB"}}},
     "bad log level": {"relay": {"logLevel": "verbose"}},
     "bad signing algorithm": {"relay": {"signing": {"algorithm": "rsa"}}},
@@ -524,3 +533,79 @@ def test_bad_values_are_refused_by_the_schema(chart: helm.Chart, case: str) -> N
         chart.validate_schema(chart.merge_values(values))
     with pytest.raises(helm.HelmValuesError):
         render(chart, values)
+
+
+def _relay_config(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    maps = [o for o in by_kind(objs, "ConfigMap") if "relay.yaml" in o.get("data", {})]
+    assert len(maps) == 1
+    data: dict[str, Any] = yaml.safe_load(maps[0]["data"]["relay.yaml"])
+    return data
+
+
+def test_day_durations_render_into_a_config_the_relay_accepts(chart: helm.Chart) -> None:
+    """The README's ``max_proposal_lifetime: 7d`` passes the schema, renders, and is a
+    duration relay/config.py accepts (a week, its limit)."""
+    values = merged(
+        MINIMAL,
+        {
+            "relay": {
+                "access": {"max_proposal_lifetime": "7d"},
+                "sync": {"prune_interval": "1d"},
+                "shutdownGrace": "30s",
+            }
+        },
+    )
+    chart.validate_schema(chart.merge_values(values))
+    rendered = _relay_config(objects(render(chart, values)))
+    assert rendered["access"]["max_proposal_lifetime"] == "7d"
+    config = relay_config.parse_config(rendered)
+    assert config.access is not None and config.access.max_proposal_lifetime == 7 * 86400
+    assert config.sync.prune_interval == 86400 and config.shutdown_grace == 30
+
+
+def _is_duration(annotation: Any) -> bool:
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, BeforeValidator) and arg.func is relay_config._duration:
+            return True
+        if _is_duration(arg):
+            return True
+    return False
+
+
+def _string_patterns(spec: dict[str, Any]) -> list[str | None]:
+    return [s.get("pattern") for s in spec.get("oneOf", []) if s.get("type") == "string"]
+
+
+def test_every_duration_in_the_schema_is_the_relays_duration(chart: helm.Chart) -> None:
+    """Each duration field of relay/config.py the schema passes on (relay.sync, adapters,
+    limits, access, shutdownGrace) takes a number or a string whose pattern accepts
+    exactly the forms the relay's duration parser accepts (no free string left where a
+    duration is expected)."""
+    schema = chart.schema
+    assert schema is not None
+    relay_props = schema["properties"]["relay"]["properties"]
+    sections = {
+        "sync": relay_config.SyncConfig,
+        "adapters": relay_config.AdaptersConfig,
+        "limits": relay_config.LimitsConfig,
+        "access": relay_config.AccessConfig,
+    }
+    patterns = {"shutdownGrace": _string_patterns(relay_props["shutdownGrace"])}
+    for section, model in sections.items():
+        hints = typing.get_type_hints(model, include_extras=True)
+        props = relay_props[section]["properties"]
+        for name in model.model_fields:
+            if _is_duration(hints[name]):
+                patterns[f"{section}.{name}"] = _string_patterns(props[name])
+    assert "access.max_proposal_lifetime" in patterns and "sync.interval" in patterns
+    for where, found in patterns.items():
+        assert len(found) == 1 and found[0] is not None, (where, found)
+        for sample in DURATION_SAMPLES:
+            relay_accepts = relay_config._DURATION.match(sample) is not None
+            assert (re.search(found[0], sample) is not None) == relay_accepts, (where, sample)
+
+
+DURATION_SAMPLES = (
+    *("7d", "1.5d", " 2 d ", "250ms", "3", "2m", "1h", "10s", "0.5s"),
+    *("1w", "7days", "d", "", "1e3", "-1s", "1.s", ".5s", "5 sec", "1h30m", "P7D"),
+)

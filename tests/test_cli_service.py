@@ -39,14 +39,19 @@ def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     )
 
 
+# An access: section makes the development setup one `relay serve` accepts without
+# --insecure-dev (tests/test_config_serve.py covers what validate refuses for production).
+ACCESS = {"grants": {"京0105": {"domains": ["real-estate"], "queries": ["ownership"]}}}
+
+
 def test_config_validate_ok(tmp_path: Path) -> None:
-    setup = write_dev_setup(tmp_path)
+    setup = write_dev_setup(tmp_path, overrides={"access": ACCESS})
     out = cli("config", "validate", str(setup.config))
     assert (out.returncode, out.stdout) == (0, "OK\n"), out.stderr
 
 
 def test_config_validate_lists_every_problem(tmp_path: Path) -> None:
-    setup = write_dev_setup(tmp_path)
+    setup = write_dev_setup(tmp_path, overrides={"access": ACCESS})
     data = yaml.safe_load(setup.config.read_text())
     data["listen"]["grpc"] = "nowhere"
     data["sync"] = {"interval": "often"}

@@ -60,7 +60,12 @@ def test_minimal_config_and_relative_paths(tmp_path: Path) -> None:
 
 
 def test_dev_setup_validates_clean(tmp_path: Path) -> None:
+    # The development setup has no access: section: clean for `serve --insecure-dev`, and
+    # clean for production once the section is added (tests/test_config_serve.py refuses it).
     setup = write_dev_setup(tmp_path / "dev")
+    assert validate_file(setup.config, insecure_dev=True) == []
+    access = {"grants": {"京0105": {"domains": ["bank"], "queries": ["account"]}}}
+    setup = write_dev_setup(tmp_path / "prod", overrides={"access": access})
     assert validate_file(setup.config) == []
 
 
@@ -68,7 +73,9 @@ def test_durations_and_sizes(tmp_path: Path) -> None:
     data = {
         **MINIMAL,
         "sync": {"interval": "250ms", "prune_interval": "2h", "round_timeout": 30},
-        "adapters": {"deadline": "1.5s", "max_message_bytes": "4MiB"},
+        "store": {"path": "relay.db", "lease_ttl": "15s"},
+        "access": {"max_proposal_lifetime": "7d"},
+        "adapters": {"deadline": "1.5s", "max_message_bytes": "4MiB", "max_stream_bytes": "32MiB"},
         "limits": {"max_request_bytes": "64KiB", "query_deadline": "1m"},
         "shutdown_grace": "3s",
         "log_level": "debug",
@@ -76,8 +83,11 @@ def test_durations_and_sizes(tmp_path: Path) -> None:
     c = load_config(write(tmp_path, data))
     assert c.sync.interval == 0.25 and c.sync.prune_interval == 7200 and c.sync.round_timeout == 30
     assert c.adapters.deadline == 1.5 and c.adapters.max_message_bytes == 4 << 20
+    assert c.engine_settings().max_stream_bytes == 32 << 20
     assert c.limits.max_request_bytes == 65536 and c.limits.query_deadline == 60
     assert c.shutdown_grace == 3 and c.log_level == "DEBUG"
+    assert c.store.lease_ttl == 15 and c.access is not None
+    assert c.access.max_proposal_lifetime == 7 * 86400
 
 
 @pytest.mark.parametrize(

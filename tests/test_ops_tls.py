@@ -163,3 +163,64 @@ def test_the_https_context_needs_a_key_that_fits_the_certificate() -> None:
         server_ssl_context(TlsMaterial(one.cert_pem, other.key_pem))
     (problem,) = info.value.problems
     assert problem.startswith("tls: the certificate and key cannot serve HTTPS"), problem
+
+
+def test_the_ops_port_takes_changes_only_from_an_operator(tmp_path: Path) -> None:
+    """With access control the ops port asks for a client certificate without requiring
+    one: Prometheus and probes read without it, but PUT /loglevel needs an operator's
+    certificate issued by the client CA (401 without one, 403 for a court's); a
+    certificate from another CA fails the handshake."""
+    from relay.metrics import RelayMetrics
+    from relay.web.ops import ops_app, start_ops_server
+
+    ca, stranger_ca = TestCA.create(), TestCA.create("another CA")
+    server = ca.issue_server()
+    people = {
+        "operator": ca.issue_client("operator-1", organizational_unit="operator"),
+        "court": ca.issue_client("clerk", organization="京0105", organizational_unit="court"),
+        "stranger": stranger_ca.issue_client("operator-9", organizational_unit="operator"),
+    }
+    paths = {name: issued.write(tmp_path, name) for name, issued in people.items()}
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+
+    def client_context(who: str | None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        if who is not None:
+            context.load_cert_chain(*map(str, paths[who]))
+        return context
+
+    async def main() -> None:
+        context = server_ssl_context(
+            TlsMaterial(server.cert_pem, server.key_pem), client_ca=ca.cert_pem
+        )
+        assert context.verify_mode == ssl.CERT_OPTIONAL
+        app = ops_app(metrics=RelayMetrics(process_collectors=False), operator_changes=True)
+        ops = await start_ops_server(app, host="127.0.0.1", port=0, ssl_context=context)
+        root = logging.getLogger()
+        before = root.level
+        try:
+            base = f"https://localhost:{ops.port}"
+
+            async def call(who: str | None, method: str, path: str) -> tuple[int, str]:
+                connector = aiohttp.TCPConnector(ssl=client_context(who))
+                async with aiohttp.ClientSession(connector=connector) as http:
+                    body = {"level": "ERROR"} if method == "PUT" else None
+                    async with http.request(method, base + path, json=body) as resp:
+                        return resp.status, await resp.text()
+
+            assert (await call(None, "GET", "/metrics"))[0] == 200
+            assert (await call(None, "GET", "/readyz"))[0] == 200
+            status, text = await call(None, "PUT", "/loglevel")
+            assert status == 401 and "operator" in text
+            status, text = await call("court", "PUT", "/loglevel")
+            assert status == 403 and "operator role" in text
+            assert root.level == before  # nothing changed
+            status, text = await call("operator", "PUT", "/loglevel")
+            assert status == 200 and '"level": "ERROR"' in text
+            with pytest.raises(aiohttp.ClientError):
+                await call("stranger", "GET", "/metrics")
+        finally:
+            root.setLevel(before)
+            await ops.stop()
+
+    asyncio.run(main())

@@ -1,6 +1,8 @@
 """CLI commands of issue 5: ``relay pki init DIR`` (a development PKI with role
-certificates and institution signing keys) and ``relay admin propose|approve|reject|
-proposals`` (the onboarding flow of relay/access/proposals.py). Registered by relay/cli.py
+certificates and institution signing keys), ``relay admin propose|approve|reject|
+proposals`` (the onboarding flow of relay/access/proposals.py) and the operators' ``relay
+admin freeze|recover`` (AdminService FreezeChain / RecoverChain). Input files a command
+cannot use are usage errors (exit 2) naming the flag and the file. Registered by relay/cli.py
 through :func:`add_commands`; connection flags and error reporting are the CLI's own.
 
 The client certificate decides who the caller is: a partner proposes with its partner
@@ -19,6 +21,11 @@ from typing import Any
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+
+
+class _BadInput(Exception):
+    """An input file a command cannot use; the message names the flag, the file and why
+    (printed as a usage error, exit 2)."""
 
 
 def _cmd_pki_init(args: argparse.Namespace) -> int:
@@ -47,6 +54,56 @@ def _cmd_pki_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_input(flag: str, path: str, *, limit: int, what: str) -> bytes:
+    """The bytes of an input file, or a _BadInput naming the flag, the file and why."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise _BadInput(f"{flag} {path}: cannot read {what}: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise _BadInput(f"{flag} {path}: {what} is larger than {limit} bytes")
+    return data
+
+
+def _check_propose_inputs(args: argparse.Namespace) -> None:
+    """``relay admin propose``: the institution key, the descriptor and the endpoint file
+    must load before anything is signed or sent."""
+    from google.protobuf import json_format
+
+    from relay.access.proposals import InstitutionSigner
+    from relay.config import MAX_DESCRIPTOR_BYTES, ConfigError, parse_descriptor
+    from relay.pb.relay.v1 import types_pb2
+
+    key_file = args.signing_key
+    _read_input("--signing-key", key_file, limit=4096, what="the institution key")
+    try:
+        InstitutionSigner.from_seed_file(key_id=args.key_id, path=key_file)
+    except (OSError, ValueError, TypeError):  # UnicodeDecodeError is a ValueError
+        raise _BadInput(
+            f"--signing-key {key_file}: not an institution key file (one line ed25519:HEX "
+            "or sm2:HEX, as relay pki init writes)"
+        ) from None
+    if args.descriptor:
+        data = _read_input(
+            "--descriptor", args.descriptor, limit=MAX_DESCRIPTOR_BYTES, what="the descriptor"
+        )
+        try:
+            parse_descriptor(data, source=f"--descriptor {args.descriptor}")
+        except ConfigError as e:
+            raise _BadInput("; ".join(e.problems)) from None
+    if args.endpoint:
+        data = _read_input(
+            "--endpoint", args.endpoint, limit=MAX_DESCRIPTOR_BYTES, what="the endpoint"
+        )
+        try:
+            json_format.Parse(data.decode("utf-8"), types_pb2.AdapterEndpoint())
+        except (json_format.ParseError, ValueError, RecursionError) as e:
+            raise _BadInput(
+                f"--endpoint {args.endpoint}: not an AdapterEndpoint in proto JSON: {e}"
+            ) from None
+
+
 def _cmd_propose(args: argparse.Namespace, rpc: Callable[..., int]) -> int:
     from google.protobuf import json_format
 
@@ -54,6 +111,11 @@ def _cmd_propose(args: argparse.Namespace, rpc: Callable[..., int]) -> int:
     from relay.config import parse_descriptor
     from relay.pb.relay.v1 import admin_pb2, admin_pb2_grpc, types_pb2
 
+    try:
+        _check_propose_inputs(args)
+    except _BadInput as e:
+        print(f"relay: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     signer = InstitutionSigner.from_seed_file(key_id=args.key_id, path=args.signing_key)
     if bool(args.descriptor) == bool(args.chain):
         print("relay: error: pass --descriptor FILE or --chain ID --endpoint FILE", file=sys.stderr)
@@ -151,13 +213,85 @@ def _cmd_proposals(args: argparse.Namespace, rpc: Callable[..., int]) -> int:
     return rpc(args, call)
 
 
+def _load_trust_anchor(path: str, *, chain_id: str) -> Any:
+    """The TrustAnchor in ``path``: a TrustAnchor in proto JSON (``{"tendermint":
+    {"lightBlock": ..., "height": ...}}`` or ``{"tlog": {"checkpoint": ...}}``), or else a
+    chain descriptor (proto JSON or YAML, as a partner's --descriptor-out and
+    relay.service.devconfig write it), whose tendermint.anchor or tlog.anchor is taken and
+    whose chainId must be ``chain_id``. Both parsers bound size and depth."""
+    import json
+
+    from google.protobuf import json_format
+
+    from relay.config import MAX_DESCRIPTOR_BYTES, ConfigError, parse_descriptor
+    from relay.pb.relay.v1 import types_pb2
+
+    flag = f"--anchor {path}"
+    data = _read_input("--anchor", path, limit=MAX_DESCRIPTOR_BYTES, what="the anchor file")
+    try:
+        value: Any = json.loads(data)
+    except (ValueError, RecursionError):  # not JSON: a YAML descriptor, or nothing usable
+        value = {"chainId": None}
+    if not isinstance(value, dict):
+        raise _BadInput(f"{flag}: expected a ChainDescriptor or TrustAnchor object")
+    anchor = types_pb2.TrustAnchor()
+    if "chainId" in value or "chain_id" in value:
+        try:
+            descriptor = parse_descriptor(data, source=flag)
+        except ConfigError as e:
+            raise _BadInput("; ".join(e.problems)) from None
+        if descriptor.chain_id != chain_id:
+            raise _BadInput(
+                f"{flag}: the descriptor of chain {descriptor.chain_id!r}, not {chain_id!r}"
+            )
+        client = descriptor.WhichOneof("client")
+        if client is None:
+            raise _BadInput(f"{flag}: the descriptor has no tendermint or tlog client")
+        getattr(anchor, client).CopyFrom(getattr(descriptor, client).anchor)
+    else:
+        try:
+            json_format.ParseDict(value, anchor)
+        except (json_format.ParseError, ValueError, TypeError, RecursionError) as e:
+            raise _BadInput(f"{flag}: not a ChainDescriptor or TrustAnchor: {e}") from None
+    which = anchor.WhichOneof("anchor")
+    if which is None or getattr(anchor, which).ByteSize() == 0:
+        raise _BadInput(f"{flag}: holds no anchor (tendermint.lightBlock or tlog.checkpoint)")
+    return anchor
+
+
+def _cmd_admin_chain(args: argparse.Namespace, rpc: Callable[..., int]) -> int:
+    """``relay admin freeze`` and ``relay admin recover`` (operators)."""
+    from relay.pb.relay.v1 import admin_pb2, admin_pb2_grpc
+    from relay.service.render import chain_line
+
+    if args.admin_command == "freeze":
+        request: Any = admin_pb2.FreezeChainRequest(chain_id=args.chain, reason=args.reason)
+    else:
+        try:
+            anchor = _load_trust_anchor(args.anchor, chain_id=args.chain)
+        except _BadInput as e:
+            print(f"relay: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        request = admin_pb2.RecoverChainRequest(
+            chain_id=args.chain, new_anchor=anchor, reason=args.reason
+        )
+
+    def call(channel: Any) -> None:
+        stub = admin_pb2_grpc.AdminServiceStub(channel)  # type: ignore[no-untyped-call]
+        method = stub.FreezeChain if args.admin_command == "freeze" else stub.RecoverChain
+        print(chain_line(method(request, timeout=args.timeout).chain))
+
+    return rpc(args, call)
+
+
 def add_commands(
     sub: Any,
     *,
     connection_flags: Callable[[argparse.ArgumentParser], None],
     rpc: Callable[..., int],
 ) -> None:
-    """Register ``pki`` and ``admin`` on the CLI's subparsers."""
+    """Register ``pki`` and ``admin`` (propose, approve, reject, proposals, freeze,
+    recover) on the CLI's subparsers."""
     pki = sub.add_parser("pki", help="development PKI")
     psub = pki.add_subparsers(dest="pki_command", required=True)
     init = psub.add_parser("init", help=_cmd_pki_init.__doc__, description=_cmd_pki_init.__doc__)
@@ -189,3 +323,35 @@ def add_commands(
     listing.add_argument("--state", help="pending, applied, rejected, failed, expired")
     connection_flags(listing)
     listing.set_defaults(func=lambda a: _cmd_proposals(a, rpc))
+    add = asub.add_parser
+    freeze = add(
+        "freeze",
+        help="an operator freezes a chain: it answers CHAIN_FROZEN until recovered",
+        description="Stop following a chain and refuse its queries (CHAIN_FROZEN) until an "
+        "operator recovers it with a new anchor. Idempotent: a frozen chain keeps its first "
+        "reason. Prints the chain's new status; a refusal prints REASON [chain, field]: "
+        "message and exits 1.",
+    )
+    freeze.add_argument("--chain", required=True, help="chain id")
+    freeze.add_argument("--reason", required=True, help="why, in words (recorded, shown)")
+    connection_flags(freeze)
+    freeze.set_defaults(func=lambda a: _cmd_admin_chain(a, rpc))
+    recover = add(
+        "recover",
+        help="an operator recovers a frozen or expired chain with a new trust anchor",
+        description="Give a frozen or expired chain a fresh trust anchor, obtained out of "
+        "band from the partner; the chain goes PENDING and ACTIVE again after its first "
+        "verified sync from that anchor. --anchor takes either a chain descriptor (proto "
+        "JSON or YAML, e.g. a partner's --descriptor-out file written at its current head; "
+        "its tendermint.anchor or tlog.anchor is used and its chainId must match --chain) or "
+        'a TrustAnchor in proto JSON ({"tendermint": {"lightBlock": ..., "height": ...}} or '
+        '{"tlog": {"checkpoint": ...}}). A refusal prints REASON [chain, field]: message '
+        "and exits 1.",
+    )
+    recover.add_argument("--chain", required=True, help="chain id")
+    recover.add_argument(
+        "--anchor", required=True, help="chain descriptor or TrustAnchor file (see above)"
+    )
+    recover.add_argument("--reason", required=True, help="the incident and the anchor's origin")
+    connection_flags(recover)
+    recover.set_defaults(func=lambda a: _cmd_admin_chain(a, rpc))

@@ -316,8 +316,15 @@ def _relay_key_from_anchors(path: str, exported: RelayKey) -> RelayKey:
     anchors = load_anchors_file(path)
     key = anchors.relay_keys.get(exported.key_id)
     if key is None:
-        raise MalformedInputError(
-            f"the anchors file has no relay key {exported.key_id!r} (the export's key id)"
+        # A failed check (exit 1), as `relay verify` reports an unknown relay key: the file
+        # is usable, it just does not vouch for the key that signed these checkpoints.
+        known = ", ".join(repr(k) for k in sorted(anchors.relay_keys)) or "none"
+        raise AuditCheckFailed(
+            f"the anchors file {path} has no relay key {exported.key_id!r}, the key the "
+            f"export names (it holds: {known}); the checkpoints cannot be checked against a "
+            "key this anchors file trusts",
+            check="relay key",
+            key_id=exported.key_id,
         )
     return key
 

@@ -30,6 +30,7 @@ from relay.config import (
     load_server_tls,
     load_signing_key,
     parse_address,
+    serve_problems,
 )
 from relay.pb.relay.v1 import admin_pb2
 from relay.process import stop_on_signals
@@ -172,31 +173,22 @@ async def start_relay(
     from relay.service.pipeline import RequestPipeline
 
     env = os.environ if env is None else env
-    if config.tls is None:
-        if not insecure_dev:
-            raise ConfigError(
-                ["tls: required; the relay serves plaintext only with --insecure-dev"]
-            )
-        tls = None
-    else:
-        tls = load_server_tls(config, env)
-    if not insecure_dev:  # issue 5: mutual TLS and access control are not optional
-        problems = []
-        if config.tls is not None and not config.tls.require_client_cert:
-            problems.append(
-                "tls.require_client_cert: false is allowed only with --insecure-dev; the "
-                "gRPC API requires client certificates (mutual TLS)"
-            )
-        if config.access is None:
-            problems.append(
-                "access: required; without it callers are not identified and court grants "
-                "are not enforced (run without access control only with --insecure-dev)"
-            )
-        if problems:
-            raise ConfigError(problems)
+    # Every refusal at once, each naming its field (the same list `relay config validate`
+    # prints), before anything is opened.
+    problems = serve_problems(config, insecure_dev=insecure_dev, env=env)
+    if problems:
+        raise ConfigError(problems)
+    tls = load_server_tls(config, env) if config.tls is not None else None
     # The ops port and the verification page serve the gRPC API's certificate (issue 5);
     # built before the store opens, so a key that does not fit stops start-up early.
     https = http_ports_ssl_context(config, tls)
+    ops_https = https
+    if https is not None and tls is not None and tls.root_certificates and config.listen.ops:
+        from relay.service.https import server_ssl_context
+
+        # The ops port also asks for (without requiring) a client certificate: a change of
+        # process state there needs an operator's (relay/web/ops.py).
+        ops_https = server_ssl_context(tls, client_ca=tls.root_certificates)
     settings = config.engine_settings(env)
     signing_key = load_signing_key(config, env)
     signer = make_signer(signing_key)
@@ -292,10 +284,12 @@ async def start_relay(
                 return started.serving, "" if started.serving else "gRPC health is NOT_SERVING"
 
             ops = await start_ops_server(
-                ops_app(metrics=metrics, readiness=ready),
+                ops_app(
+                    metrics=metrics, readiness=ready, operator_changes=config.access is not None
+                ),
                 host=host.strip("[]"),
                 port=port,
-                ssl_context=https,
+                ssl_context=ops_https,
             )
         if config.listen.web is not None:
             web = await start_verify_page(

@@ -3,8 +3,10 @@
 Issue 5: every listening port except the health port speaks TLS. The ops port and the page
 serve the relay's own server certificate, the same certificate and key as the gRPC API
 (relay/config.py load_server_tls), so there is one certificate to issue, rotate and pin.
-Neither port asks for a client certificate: Prometheus scrapes the ops port (the network
-policy limits who may), and the verification page is public by design.
+The verification page asks for no client certificate: it is public by design. The ops port
+asks for one without requiring it (``client_ca``): Prometheus and probes read /metrics,
+/healthz and /readyz without one (the network policy limits who may), while a change of
+process state (``PUT /loglevel``) needs an operator's certificate (relay/web/ops.py).
 
 Python's ``ssl`` loads a certificate and key only from files, while the key may come from
 the ``RELAY_TLS_KEY`` environment variable; the PEM is handed over through an anonymous
@@ -49,12 +51,20 @@ def _pem_paths(cert_chain: bytes, private_key: bytes) -> Iterator[tuple[str, str
         yield str(cert), str(key)
 
 
-def server_ssl_context(tls: TlsMaterial) -> ssl.SSLContext:
-    """An HTTPS server context (TLS 1.2 or later, no client certificate asked for) with
-    the relay's certificate chain and key. Raises ConfigError when they do not load
-    (e.g. the key does not belong to the certificate)."""
+def server_ssl_context(tls: TlsMaterial, *, client_ca: bytes | None = None) -> ssl.SSLContext:
+    """An HTTPS server context (TLS 1.2 or later) with the relay's certificate chain and
+    key. With ``client_ca`` (PEM) it asks clients for a certificate issued by that CA and
+    refuses the handshake for any other, but lets clients without one connect; without it
+    no client certificate is asked for. Raises ConfigError when the certificate and key
+    (or the CA) do not load (e.g. the key does not belong to the certificate)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MINIMUM_VERSION
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cadata=client_ca.decode("ascii", errors="replace"))
+        except ssl.SSLError as e:
+            raise ConfigError([f"tls.client_ca: cannot be loaded ({e.reason or e})"]) from None
+        context.verify_mode = ssl.CERT_OPTIONAL
     with _pem_paths(tls.cert_chain, tls.private_key) as (cert, key):
         try:
             context.load_cert_chain(cert, key)

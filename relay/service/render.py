@@ -99,6 +99,15 @@ def fields(pairs: Iterable[tuple[str, str]], *, indent: str = "") -> str:
     return "\n".join(f"{indent}{k:<{w}}  {v}" for k, v in items)
 
 
+def trust_hops(ev: types_pb2.Evidence) -> int:
+    """Headers verified from the registered anchor to the answering header, counted as
+    ``relay verify`` and the verification page count them (relay.verify.evidence,
+    ``step_trust_path``): every trust-path header plus the answering header. An answer at
+    the anchor height has an empty trust path and counts 1 there too (its header is checked
+    against the registered anchor)."""
+    return len(ev.trust_path) + 1
+
+
 def evidence_line(ev: types_pb2.Evidence) -> str:
     att = ev.relay_attestation
     signer = (
@@ -108,8 +117,8 @@ def evidence_line(ev: types_pb2.Evidence) -> str:
     )
     proof = "membership" if ev.HasField("value") else "non-membership"
     return (
-        f"{proof} proof at height {ev.height}, trust path {len(ev.trust_path)} hop(s) from "
-        f"the anchor, {enum_name(types_pb2.Assurance, ev.assurance)} assurance, {signer}"
+        f"{proof} proof at height {ev.height}, trust path {trust_hops(ev)} hop(s) from the "
+        f"registered anchor, {enum_name(types_pb2.Assurance, ev.assurance)} assurance, {signer}"
     )
 
 
@@ -266,11 +275,23 @@ def history_entries(entries: Sequence[types_pb2.HistoryEntry], *, indent: str = 
     )
 
 
-def _head(chain_id: str, outcome: int, detail: str) -> str:
+UNPROVEN_NOTE = "the chain cannot prove this either way: nothing may be concluded (not a failure)"
+
+
+def outcome(value: int) -> str:
+    """The outcome as the tables show it; UNPROVEN says what it means, since it is neither a
+    proof of absence nor a failure."""
+    name = enum_name(types_pb2.Outcome, value)
+    if value == types_pb2.OUTCOME_UNPROVEN:
+        return f"{name} ({UNPROVEN_NOTE})"
+    return name
+
+
+def _head(chain_id: str, outcome_value: int, detail: str) -> str:
     return fields(
         [
             ("chain", chain_id),
-            ("outcome", enum_name(types_pb2.Outcome, outcome)),
+            ("outcome", outcome(outcome_value)),
             ("note", detail),
         ]
     )
@@ -322,7 +343,7 @@ def holdings_answer(a: query_pb2.HoldingsAnswer) -> str:
         [
             ("chain", a.chain_id),
             ("domain", enum_name(types_pb2.Domain, a.domain)),
-            ("outcome", enum_name(types_pb2.Outcome, a.outcome)),
+            ("outcome", outcome(a.outcome)),
             ("note", a.detail),
         ]
     )
@@ -382,3 +403,12 @@ def chains(infos: Sequence[types_pb2.ChainInfo]) -> str:
             for c in infos
         ],
     )
+
+
+def chain_line(c: types_pb2.ChainInfo) -> str:
+    """One chain in one line (admin commands): ``chain X FROZEN (CHAIN_FROZEN): message``."""
+    status = enum_name(types_pb2.ChainStatus, c.status)
+    reason = f" ({enum_name(types_pb2.ErrorReason, c.status_reason)})" if c.status_reason else ""
+    heights = f", anchor height {c.anchor_height}, trusted height {c.trusted_height}"
+    message = f": {c.status_message}" if c.status_message else ""
+    return f"chain {c.chain_id} {status}{reason}{heights}{message}"

@@ -3,9 +3,11 @@
 the caller supplies) and ``/loglevel`` (read or change the root log level at run time).
 
 This port is for operators and Prometheus only: it is never exposed with the court-facing
-API, and ``/loglevel`` changes process state, so it exists on no other port. TLS (and, with
-issue 5, client certificates) comes from an ``ssl.SSLContext`` passed to
-:func:`start_ops_server`.
+API, and ``/loglevel`` changes process state, so it exists on no other port. TLS comes from
+an ``ssl.SSLContext`` passed to :func:`start_ops_server`; with ``operator_changes`` (a relay
+with access control) a change (``PUT``/``POST /loglevel``) needs a client certificate of the
+operator role, verified in the handshake (the context asks for one without requiring it, so
+Prometheus and probes read without one): 401 without a certificate, 403 for another role.
 """
 
 from __future__ import annotations
@@ -56,13 +58,38 @@ def _level_of(data: bytes, content_type: str) -> str | None:
     return text
 
 
+def _operator_refusal(request: web.Request) -> web.Response | None:
+    """None when the caller presented an operator's certificate (verified by the TLS
+    handshake against the client CA), else the 401/403 answer naming what is missing."""
+    from cryptography import x509
+
+    from relay.access.identity import Role, identity_from_certificate
+    from relay.service.errors import ServiceError
+
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return _text(401, "a change needs an operator's client certificate (mutual TLS)")
+    try:
+        identity = identity_from_certificate(x509.load_der_x509_certificate(der))
+    except (ServiceError, ValueError) as e:
+        return _text(403, f"client certificate not accepted: {e}")
+    if identity.role is not Role.OPERATOR:
+        return _text(
+            403, f"a change needs the operator role; {identity.principal} is {identity.role}"
+        )
+    return None
+
+
 def ops_app(
     *,
     metrics: RelayMetrics,
     readiness: Readiness | None = None,
     readiness_timeout_s: float = READINESS_TIMEOUT_S,
+    operator_changes: bool = False,
 ) -> web.Application:
-    """The aiohttp application of the operations port."""
+    """The aiohttp application of the operations port; with ``operator_changes`` only an
+    operator's client certificate may change the log level."""
     ready = readiness if readiness is not None else _always_ready
 
     async def get_metrics(request: web.Request) -> web.Response:
@@ -93,6 +120,11 @@ def ops_app(
         return web.json_response({"level": logging.getLevelName(root.getEffectiveLevel())})
 
     async def set_level(request: web.Request) -> web.Response:
+        if operator_changes:
+            refused = _operator_refusal(request)
+            if refused is not None:
+                log.warning("log level change refused on the ops port: %s", refused.text)
+                return refused
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return _text(413, f"body larger than {MAX_BODY_BYTES} bytes")
         data = await request.content.read(MAX_BODY_BYTES + 1)
