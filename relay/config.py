@@ -33,7 +33,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
@@ -957,6 +957,14 @@ def check_files(
         if path is not None and not path.is_file():
             problems.append(f"client.{name}: {path} does not exist")
     return problems
+
+
+def config_problems(path: str | os.PathLike[str], problems: Sequence[str]) -> str:
+    """One line for the problems of the config file ``path``: prefixed with the path unless
+    each problem already names it (a file the loader could not read does)."""
+    text = "; ".join(problems)
+    name = str(path)
+    return text if all(p.startswith(name) for p in problems) else f"{name}: {text}"
 
 
 def validate_file(

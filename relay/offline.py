@@ -175,14 +175,14 @@ def cmd_anchors_export(args: argparse.Namespace) -> int:
     """relay anchors export --config FILE --out anchors.yaml."""
     import asyncio
 
-    from relay.config import ConfigError, load_config
+    from relay.config import ConfigError, config_problems, load_config
     from relay.store import StoreError
 
     try:
         config = load_config(args.config)
         anchors = asyncio.run(export_anchors(config))
     except ConfigError as e:
-        print(f"relay: error: {args.config}: " + "; ".join(e.problems), file=sys.stderr)
+        print(f"relay: error: {config_problems(args.config, e.problems)}", file=sys.stderr)
         return EXIT_USAGE
     except StoreError as e:
         print(f"relay: error: {e}", file=sys.stderr)

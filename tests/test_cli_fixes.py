@@ -471,3 +471,19 @@ def test_audit_verify_without_the_relay_key_is_a_failed_check(stack: Stack, tmp_
     missing = cli("audit", "verify", "--export", str(tmp_path / "nosuch.json"), "--anchors",
                   str(other))  # fmt: skip
     assert missing.returncode == 2
+
+
+def test_config_and_directory_problems_name_the_file_once(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    for command in (
+        ("anchors", "export", "--config", str(missing), "--out", str(tmp_path / "a.yaml")),
+        ("audit", "export", "--config", str(missing), "--out", str(tmp_path / "a.json")),
+    ):
+        out = cli(*command)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.count(str(missing)) == 1, out.stderr
+        assert "cannot read" in out.stderr and "Traceback" not in out.stderr
+    a_file = tmp_path / "pki"
+    a_file.write_text("")
+    out = cli("pki", "init", str(a_file))
+    assert out.returncode == 2 and "is a file" in out.stderr and "Errno" not in out.stderr

@@ -34,10 +34,17 @@ def _cmd_pki_init(args: argparse.Namespace) -> int:
     from relay.testing.pki import write_access_pki
 
     directory = Path(args.dir)
+    if directory.exists() and not directory.is_dir():
+        print(f"relay: error: {directory} is a file; give a new or empty directory",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     try:
         pki = write_access_pki(directory)
     except FileExistsError as e:
         print(f"relay: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        print(f"relay: error: {directory}: {e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
     from relay.access.proposals import InstitutionSigner
 

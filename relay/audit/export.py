@@ -359,14 +359,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """relay audit export --config FILE --out FILE."""
-    from relay.config import ConfigError, load_config, load_signing_key
+    from relay.config import ConfigError, config_problems, load_config, load_signing_key
     from relay.service.app import make_signer
 
     try:
         config = load_config(args.config)
         relay_key = make_signer(load_signing_key(config)).relay_key()
     except ConfigError as e:
-        print(f"relay: error: {args.config}: " + "; ".join(e.problems), file=sys.stderr)
+        print(f"relay: error: {config_problems(args.config, e.problems)}", file=sys.stderr)
         return EXIT_USAGE
     if config.store.backend == "postgres":  # issue 9: the log every replica appends to
         import asyncio
