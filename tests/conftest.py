@@ -4,6 +4,8 @@ folder is absent a test skips saying so, except under CI (``CI=true``), where it
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,18 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = Path(os.environ.get("RELAY_VECTORS", ROOT.parent / "shared" / "vectors"))
+
+
+def relay_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``relay ARGS...`` in a child process (this interpreter), output captured as text;
+    the exit status is the caller's to check."""
+    return subprocess.run(
+        [sys.executable, "-m", "relay.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def vectors_path(*parts: str) -> Path:

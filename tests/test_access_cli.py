@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import relay_cli as cli
 
 from relay.service.devconfig import (
     start_partner,
@@ -29,16 +28,6 @@ from relay.testing.pki import DevPki
 
 PARTNER_CODE = "11110105MB0000001X"  # partner-realestate in relay.testing.pki
 COURT = ("--case-court", "京0105", "--case-number", "(2026)京0105执1234号")
-
-
-def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "relay.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @dataclass

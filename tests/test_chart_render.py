@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
-from pydantic import BeforeValidator
+from test_config_serve import is_duration
 
 from relay import config as relay_config
 
@@ -563,15 +563,6 @@ def test_day_durations_render_into_a_config_the_relay_accepts(chart: helm.Chart)
     assert config.sync.prune_interval == 86400 and config.shutdown_grace == 30
 
 
-def _is_duration(annotation: Any) -> bool:
-    for arg in typing.get_args(annotation):
-        if isinstance(arg, BeforeValidator) and arg.func is relay_config._duration:
-            return True
-        if _is_duration(arg):
-            return True
-    return False
-
-
 def _string_patterns(spec: dict[str, Any]) -> list[str | None]:
     return [s.get("pattern") for s in spec.get("oneOf", []) if s.get("type") == "string"]
 
@@ -595,7 +586,7 @@ def test_every_duration_in_the_schema_is_the_relays_duration(chart: helm.Chart) 
         hints = typing.get_type_hints(model, include_extras=True)
         props = relay_props[section]["properties"]
         for name in model.model_fields:
-            if _is_duration(hints[name]):
+            if is_duration(hints[name]):
                 patterns[f"{section}.{name}"] = _string_patterns(props[name])
     assert "access.max_proposal_lifetime" in patterns and "sync.interval" in patterns
     for where, found in patterns.items():

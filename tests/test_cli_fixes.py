@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import relay_cli as cli
 from google.protobuf import json_format
 
 from relay import cli as relay_cli
@@ -50,16 +50,6 @@ CASE = [
     "enforcement",
 ]
 PARTNER_CODE = "11110105MB0000001X"  # partner-realestate in relay.testing.pki
-
-
-def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "relay.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 # ------------------------------------------------------------------------ a live relay

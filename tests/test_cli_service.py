@@ -6,12 +6,11 @@ warning with it, and start-up failures (a port in use) as one clear line and exi
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import relay_cli as cli
 
 from relay.pb.relay.v1 import types_pb2 as pb
 from relay.service.devconfig import (
@@ -31,12 +30,6 @@ CASE = [
     "--case-purpose",
     "enforcement",
 ]
-
-
-def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "relay.cli", *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 # An access: section makes the development setup one `relay serve` accepts without

@@ -10,8 +10,6 @@ a duration like every other, each with its limits kept."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import relay_cli as cli
 from pydantic import BaseModel, BeforeValidator
 
 from relay import config as relay_config
@@ -60,12 +59,6 @@ def production_setup(directory: Path, *edits: Edit) -> DevSetup:
         edit(data)
     setup.config.write_text(yaml.safe_dump(data, allow_unicode=True))
     return setup
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "relay.cli", *args], capture_output=True, text=True, timeout=60
-    )
 
 
 def serve_refusal(setup: DevSetup, *, insecure_dev: bool = False) -> list[str]:
@@ -262,11 +255,12 @@ def test_lease_ttl_default_is_15_seconds() -> None:
 NOT_DURATIONS = {("SyncConfig", "jitter"), ("AccessRateConfig", "per_second")}
 
 
-def _is_duration(annotation: Any) -> bool:
+def is_duration(annotation: Any) -> bool:
+    """Whether a config field's annotation parses durations (relay.config._duration)."""
     for arg in typing.get_args(annotation):
         if isinstance(arg, BeforeValidator) and arg.func is relay_config._duration:
             return True
-        if _is_duration(arg):
+        if is_duration(arg):
             return True
     return False
 
@@ -292,7 +286,7 @@ def test_every_seconds_field_is_a_duration() -> None:
     fields = _float_fields()
     assert ("StoreConfig", "lease_ttl") in {(m, n) for m, n, _ in fields}
     wrong = [
-        (m, n) for m, n, hint in fields if (m, n) not in NOT_DURATIONS and not _is_duration(hint)
+        (m, n) for m, n, hint in fields if (m, n) not in NOT_DURATIONS and not is_duration(hint)
     ]
     assert wrong == []
-    assert all(not _is_duration(h) for m, n, h in fields if (m, n) in NOT_DURATIONS)
+    assert all(not is_duration(h) for m, n, h in fields if (m, n) in NOT_DURATIONS)
