@@ -294,7 +294,10 @@ class Replicas:
     def wait(self, name: str) -> None:
         child = self.children[name]
         assert child.process is not None
-        wait_serving(self.setups[name].health_address, timeout_s=60, process=child.process)
+        try:
+            wait_serving(self.setups[name].health_address, timeout_s=60, process=child.process)
+        except (RuntimeError, TimeoutError) as e:  # say why: the replica's own log
+            raise AssertionError(f"replica {name}: {e}\n{self.log(name)[-4000:]}") from e
 
     def stub(self, name: str) -> tuple[Any, Any]:
         setup = self.setups[name]
