@@ -529,9 +529,6 @@ def _cmd_chains_list(args: argparse.Namespace) -> int:
     return _rpc(args, run)
 
 
-# ----------------------------------------------------------------------- admin, audit
-
-
 def _connection_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("connection (defaults from --config, or $RELAY_CONFIG)")
     g.add_argument("--config", help="relay config file (its client: section gives defaults)")
