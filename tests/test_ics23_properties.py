@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from relay.pb.cosmos.ics23.v1 import proofs_pb2 as pb
 from relay.verify.errors import (
+    KeyMismatchError,
     LimitExceededError,
     MalformedInputError,
     ProofShapeError,
@@ -240,3 +241,20 @@ def test_root_mismatch_carries_both_roots(cases: list[Case]) -> None:
     assert isinstance(err, RootMismatchError)
     assert err.expected == other
     assert err.calculated == case.root
+
+
+def test_a_proof_about_another_key_is_a_key_mismatch(cases: list[Case]) -> None:
+    """A valid proof of another record is refused as KEY_MISMATCH (existence and
+    non-existence), naming both keys, not as a value mismatch."""
+    for case in cases:
+        other = case.key + b"-other"
+        err = _rejects(case, key=other)
+        if isinstance(err, KeyMismatchError):
+            assert err.reason == "KEY_MISMATCH" and err.expected == other, case.name
+            assert err.calculated != other
+        else:  # a non-existence proof whose neighbours do not bracket the other key
+            assert case.value is None, (case.name, err)
+    existence = [c for c in cases if c.value is not None]
+    assert existence and all(
+        isinstance(_rejects(c, key=c.key + b"-other"), KeyMismatchError) for c in existence
+    )

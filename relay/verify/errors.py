@@ -74,6 +74,13 @@ class MismatchError(InvalidProofError):
         super().__init__(message, expected=expected, calculated=calculated, **context)
 
 
+class KeyMismatchError(MismatchError):
+    """A proof is about another key than the one asked for (a valid proof of the wrong
+    record is a refused proof)."""
+
+    reason = "KEY_MISMATCH"
+
+
 class RootMismatchError(MismatchError):
     """The root calculated from a proof differs from the trusted root."""
 

@@ -38,6 +38,7 @@ from relay.pb.cosmos.ics23.v1 import proofs_pb2 as _pb
 from relay.verify import hashing
 from relay.verify.errors import (
     InvalidProofError,
+    KeyMismatchError,
     LimitExceededError,
     MalformedInputError,
     MismatchError,
@@ -767,7 +768,7 @@ def _verify_existence(c: _Compiled, proof: ExistenceProof, key: bytes, value: by
     # which root, and which error context, applies).
     leaf = _check_existence(c, proof)
     if key != proof.key:
-        raise MismatchError(
+        raise KeyMismatchError(
             "provided key doesn't match proof", check="key", expected=key, calculated=proof.key
         )
     if value != proof.value:
@@ -923,7 +924,7 @@ def _key_for_comparison(spec: ProofSpec, key: bytes) -> bytes:
 def _existence_for_key(proof: CommitmentProof, key: bytes) -> ExistenceProof:
     if isinstance(proof, ExistenceProof):
         if proof.key != key:
-            raise MismatchError(
+            raise KeyMismatchError(
                 "existence proof is for another key",
                 check="key",
                 expected=key,
@@ -994,7 +995,7 @@ def _verify_non_existence(
         # Upstream ignores this field. Producers (cosmos/iavl, celestiaorg/smt via ics23)
         # set it to the key, or to its comparison form; a proof made for another key is
         # refused rather than reinterpreted, so no byte of a proof is meaningless.
-        raise MismatchError(
+        raise KeyMismatchError(
             "non-existence proof was made for another key",
             check="key",
             expected=key,
@@ -1118,7 +1119,7 @@ def _exist_root_for(spec: ProofSpec, proof: ExistenceProof, key: bytes, value: b
     """Check ``proof`` against ``spec``, require it to be about ``key -> value``, and return
     the root it commits to (upstream ``ExistenceProof.Verify`` minus the root comparison)."""
     if proof.key != key:
-        raise MismatchError(
+        raise KeyMismatchError(
             "existence proof is for another key", check="key", expected=key, calculated=proof.key
         )
     return _verify_existence(spec._c, proof, key, value)
