@@ -96,6 +96,15 @@ def _family(metrics: RelayMetrics, name: str, method: str) -> dict[str, float]:
     return out
 
 
+async def _handled(metrics: RelayMetrics, method: str, *, timeout_s: float = 10.0) -> None:
+    """Wait until the server has counted the call: the client sees a refusal's status as
+    soon as it is sent, a moment before the server's handler finishes counting it."""
+    end = asyncio.get_running_loop().time() + timeout_s
+    while not _family(metrics, "grpc_server_handled_total", method):
+        assert asyncio.get_running_loop().time() < end, "the call was never counted"
+        await asyncio.sleep(0.01)
+
+
 @pytest.fixture(autouse=True)
 def _dev_identities(monkeypatch: pytest.MonkeyPatch) -> None:
     """Callers are whoever DEV_IDENTITY names (certificates are test_access_*'s subject)."""
@@ -211,6 +220,7 @@ def test_a_call_whose_audit_entry_cannot_be_committed_is_not_answered(tmp_path: 
                 request = query_pb2.GetOwnershipRequest(case_ref=CASE).SerializeToString()
                 with pytest.raises(grpc.aio.AioRpcError) as info:
                     await call(request, metadata=DEV_IDENTITY)
+            await _handled(metrics, "GetOwnership")
         finally:
             await server.stop(0)
         assert info.value.code() == grpc.StatusCode.INTERNAL
@@ -230,6 +240,7 @@ def test_a_refused_caller_is_counted_and_not_audited(tmp_path: Path) -> None:
                 request = query_pb2.GetOwnershipRequest(case_ref=CASE).SerializeToString()
                 with pytest.raises(grpc.aio.AioRpcError) as info:
                     await call(request, metadata=DEV_IDENTITY)
+            await _handled(metrics, "GetOwnership")
         finally:
             await server.stop(0)
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
