@@ -22,8 +22,8 @@ port:
 
 ``--block-interval`` also commits an empty block every interval, as a live chain does. The
 chain descriptor (proto JSON) goes to ``--descriptor-out`` once the port is open. The
-descriptor's domain is DOMAIN_CREDIT: relay.v1 has no judicial domain, and the chain holds
-no records of any domain. Development keys, derived from the chain id: never production.
+descriptor's domain is DOMAIN_JUDICIAL: the chain holds the relay's checkpoints and no
+records a court query asks for. Development keys, derived from the chain id: never production.
 """
 
 from __future__ import annotations
@@ -48,9 +48,8 @@ from relay.pb.relay.adapter.v1 import adapter_pb2_grpc
 from relay.pb.relay.sink.v1 import sink_pb2, sink_pb2_grpc
 from relay.pb.relay.v1 import types_pb2 as pb
 from relay.process import stop_on_signals, write_atomically
-from relay.testing import samples
 from relay.testing.partner_server import FORMAT, Journal, StartupError
-from relay.testing.partners import BftPartnerChain, ChainProfile, PartnerAdapter
+from relay.testing.partners import PROFILES, BftPartnerChain, PartnerAdapter
 from relay.verify import note as note_mod
 from relay.verify.errors import SignatureError, VerificationError
 from relay.verify.lightclient.tlog import Checkpoint, parse_checkpoint
@@ -64,14 +63,7 @@ MAX_PROOF_HASHES = 64
 MAX_MESSAGE_BYTES = 1 << 20
 GENESIS_KEY = b"relay.testing/genesis"
 
-PROFILE = ChainProfile(
-    pb.DOMAIN_CREDIT,
-    "人民法院司法区块链（中继审计检查点）",
-    "Judicial Blockchain of the People's Courts (relay audit checkpoints)",
-    samples.uscc("110000", 11_000_009, authority="1", category="1"),
-    (),
-    (),
-)
+PROFILE = PROFILES[pb.DOMAIN_JUDICIAL]
 
 
 class Refused(Exception):

@@ -352,7 +352,7 @@ ACCESS_QUERY_KINDS = ("ownership", "holdings", "credit", "account", "history", "
 class CourtGrantConfig(_Model):
     """What one court (by its code, e.g. 京0105) may query."""
 
-    domains: list[Literal["real-estate", "ip", "credit", "bank"]] = Field(max_length=4)
+    domains: list[Literal["real-estate", "ip", "credit", "bank", "judicial"]] = Field(max_length=5)
     queries: list[Literal["ownership", "holdings", "credit", "account", "history", "state"]] = (
         Field(max_length=6)
     )

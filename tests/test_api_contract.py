@@ -1008,6 +1008,7 @@ relay.v1.Domain.DOMAIN_REAL_ESTATE = 1
 relay.v1.Domain.DOMAIN_IP = 2
 relay.v1.Domain.DOMAIN_CREDIT = 3
 relay.v1.Domain.DOMAIN_BANK = 4
+relay.v1.Domain.DOMAIN_JUDICIAL = 5
 relay.v1.CoOwnership.CO_OWNERSHIP_UNSPECIFIED = 0
 relay.v1.CoOwnership.CO_OWNERSHIP_SOLE = 1
 relay.v1.CoOwnership.CO_OWNERSHIP_JOINT = 2

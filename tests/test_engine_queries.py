@@ -300,3 +300,37 @@ async def test_list_and_get_chain(tmp_path: Path) -> None:
     assert info.assurance == pb.ASSURANCE_FULL
     assert info.seconds_until_trust_expiry > 13 * 86_400
     assert e.value.reason == "NOT_FOUND"
+
+
+@run
+async def test_a_judicial_chain_is_read_with_get_state_and_never_asked_for_credit(
+    tmp_path: Path,
+) -> None:
+    """DOMAIN_JUDICIAL: a chain that registers no assets (its descriptor lists no asset
+    kinds) and holds no records a court query asks for. Credit queries go to credit chains
+    only; GetState reads the judicial chain's own keys with evidence."""
+    world = make_world({pb.DOMAIN_CREDIT: "bft"})
+    judicial = BftPartnerChain(
+        "cn-spc-judicial-chain", domain=pb.DOMAIN_JUDICIAL, clock=world.clock
+    )
+    judicial.put_raw(b"relay.testing/genesis", b"cn-spc-judicial-chain")
+    judicial.commit()
+    judicial.commit()
+    world.add(judicial, data=False)
+    assert not world.descriptor("cn-spc-judicial-chain").asset_kinds
+    credit = next(c for c in world.chains if c != "cn-spc-judicial-chain")
+    debtor = world.data[credit].credit_parties[0]
+    async with engine_for(world, tmp_path / "relay.db") as engine:
+        listed = await engine.get_credit_status(
+            q.GetCreditStatusRequest(party=debtor.ref(), case_ref=CASE)
+        )
+        state = await engine.get_state(
+            q.GetStateRequest(
+                chain_id="cn-spc-judicial-chain", key=b"relay.testing/genesis", case_ref=CASE
+            )
+        )
+        info = await engine.get_chain(q.GetChainRequest(chain_id="cn-spc-judicial-chain"))
+    assert [f.chain_id for f in listed.findings] == [credit]
+    assert state.outcome == pb.OUTCOME_FOUND and state.value == b"cn-spc-judicial-chain"
+    assert world.check(state.evidence).ok
+    assert info.chain.domain == pb.DOMAIN_JUDICIAL

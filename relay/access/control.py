@@ -121,6 +121,7 @@ DOMAIN_NAMES = {
     "ip": types_pb2.DOMAIN_IP,
     "credit": types_pb2.DOMAIN_CREDIT,
     "bank": types_pb2.DOMAIN_BANK,
+    "judicial": types_pb2.DOMAIN_JUDICIAL,
 }
 _DOMAIN_LABEL: dict[int, str] = {int(v): k for k, v in DOMAIN_NAMES.items()}
 

@@ -114,7 +114,7 @@ async def start_judicial_chain(
     from relay.pb.relay.v1 import types_pb2 as pb
     from relay.testing.partners import BftPartnerChain, PartnerAdapter
 
-    chain = BftPartnerChain(chain_id, domain=pb.DOMAIN_CREDIT)
+    chain = BftPartnerChain(chain_id, domain=pb.DOMAIN_JUDICIAL)
     chain.put_raw(b"relay.testing/genesis", chain_id.encode())
     chain.commit()
     chain.commit()

@@ -127,6 +127,10 @@ def validate_endpoint(endpoint: pb.AdapterEndpoint, *, field: str, chain_id: str
             )
 
 
+# Domains whose chains register no assets (their descriptors list no asset kinds).
+_ASSETLESS_DOMAINS = frozenset({pb.DOMAIN_CREDIT, pb.DOMAIN_JUDICIAL})
+
+
 def validate_descriptor(d: pb.ChainDescriptor) -> None:
     """Static checks of a descriptor (the anchor is verified by the chain's client)."""
     f = "descriptor"
@@ -181,7 +185,7 @@ def validate_descriptor(d: pb.ChainDescriptor) -> None:
         k not in pb.AssetKind.values() or k == pb.ASSET_KIND_UNSPECIFIED for k in kinds
     ):
         raise _bad(f"{f}.asset_kinds", "asset kinds must be known and distinct", chain_id=chain_id)
-    if d.domain != pb.DOMAIN_CREDIT and not kinds:
+    if d.domain not in _ASSETLESS_DOMAINS and not kinds:
         raise _bad(
             f"{f}.asset_kinds", "a chain holding assets must list their kinds", chain_id=chain_id
         )

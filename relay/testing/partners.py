@@ -139,6 +139,14 @@ PROFILES: dict[int, ChainProfile] = {
         (samples.BANKS[0].code,),
         (pb.ASSET_KIND_BANK_ACCOUNT,),
     ),
+    pb.DOMAIN_JUDICIAL: ChainProfile(
+        pb.DOMAIN_JUDICIAL,
+        "人民法院司法区块链（中继审计检查点）",
+        "Judicial Blockchain of the People's Courts (relay audit checkpoints)",
+        samples.uscc("110000", 11_000_009, authority="1", category="1"),
+        (),
+        (),
+    ),
 }
 """Default descriptor contents per business domain (fictitious institutions)."""
 

@@ -218,6 +218,10 @@ class _DomainEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Domain.ValueTy
     """Credit platforms: dishonest-debtor lists, consumption restrictions (信用信息)."""
     DOMAIN_BANK: _Domain.ValueType  # 4
     """Banks: accounts, balances, freezes (银行)."""
+    DOMAIN_JUDICIAL: _Domain.ValueType  # 5
+    """The courts' judicial blockchain (司法区块链): it holds the relay's signed audit
+    checkpoints, no records a court query asks for (read with GetState).
+    """
 
 class Domain(_Domain, metaclass=_DomainEnumTypeWrapper):
     """The business domain of a partner chain (the kind of institution that runs it)."""
@@ -232,6 +236,10 @@ DOMAIN_CREDIT: Domain.ValueType  # 3
 """Credit platforms: dishonest-debtor lists, consumption restrictions (信用信息)."""
 DOMAIN_BANK: Domain.ValueType  # 4
 """Banks: accounts, balances, freezes (银行)."""
+DOMAIN_JUDICIAL: Domain.ValueType  # 5
+"""The courts' judicial blockchain (司法区块链): it holds the relay's signed audit
+checkpoints, no records a court query asks for (read with GetState).
+"""
 Global___Domain: _TypeAlias = Domain  # noqa: Y015
 
 class _CoOwnership:
