@@ -163,13 +163,21 @@ async def world(tmp: Path, *, rate: dict[str, Any] | None = None) -> AsyncIterat
     running = await start_relay(config, adapters=factory)
     w = World(pki, running, chains, {}, running.server.grpc_port, signers, ca, data)
     try:
-        # The real-estate chain is registered directly by an operator.
-        await w.admin("operator-1").RegisterChain(
-            admin_pb2.RegisterChainRequest(
-                descriptor=w.descriptor("cn-bj-chaoyang-realestate", RE_INST)
+        # The real-estate chain: proposed by its partner, approved by two operators (with
+        # approvals_required 2 no operator registers a chain alone).
+        proposed = await w.admin("partner-realestate").ProposeChain(
+            admin_pb2.ProposeChainRequest(
+                signed=propose(
+                    w, RE_INST, register=w.descriptor("cn-bj-chaoyang-realestate", RE_INST)
+                )
             ),
             timeout=10,
         )
+        for operator in ("operator-1", "operator-2"):
+            await w.admin(operator).ApproveProposal(
+                admin_pb2.ApproveProposalRequest(proposal_id=proposed.proposal.proposal_id),
+                timeout=10,
+            )
         await w.wait_active("cn-bj-chaoyang-realestate")
         yield w
     finally:
@@ -515,7 +523,8 @@ def test_propose_approve_k_of_n_sync_starts_reject_and_wrong_key(tmp_path: Path)
             other = await w.admin("partner-realestate").ListProposals(
                 admin_pb2.ListProposalsRequest()
             )
-            assert not other.proposals
+            # Only its own (the world's registration of its chain), none of the bank's.
+            assert [x.institution for x in other.proposals] == [RE_INST]
 
             # Every admin action is on record with who did it.
             actions = await AccessRecords(w.running.store).actions()
@@ -523,7 +532,6 @@ def test_propose_approve_k_of_n_sync_starts_reject_and_wrong_key(tmp_path: Path)
             assert (f"partner:{BANK_INST}/partner-bank", "propose_register") in who
             assert ("operator:/operator-2", "apply") in who
             assert ("operator:/operator-1", "reject") in who
-            assert ("operator:/operator-1", "RegisterChain") in who
 
     run(main())
 
@@ -588,5 +596,87 @@ def test_the_ops_port_takes_a_log_level_change_only_from_an_operator(tmp_path: P
                 assert root.level == logging.ERROR
             finally:
                 root.setLevel(before)
+
+    run(main())
+
+
+def test_k_of_n_binds_every_chain_change_recovery_included(tmp_path: Path) -> None:
+    """With approvals_required 2, one operator registers, moves or recovers nothing
+    (ROLE_FORBIDDEN, nothing changes); freezing (which only stops trust) stays one
+    operator's call; the chain's own partner proposes its recovery with a fresh anchor,
+    another institution may not, and two approvals apply it: the chain verifies again."""
+
+    async def main() -> None:
+        async with world(tmp_path) as w:
+            estate = "cn-bj-chaoyang-realestate"
+            op1, op2 = w.admin("operator-1"), w.admin("operator-2")
+            chain = w.chains[estate]
+            before = await w.snapshot()
+            fresh_descriptor = w.descriptor(estate, RE_INST)
+            endpoint = pb.AdapterEndpoint(entry_point="relay-testing")
+            attempts = [
+                op1.RegisterChain(
+                    admin_pb2.RegisterChainRequest(descriptor=w.descriptor("cn-credit", RE_INST)),
+                    timeout=5,
+                ),
+                op1.UpdateAdapterEndpoint(
+                    admin_pb2.UpdateAdapterEndpointRequest(chain_id=estate, endpoint=endpoint),
+                    timeout=5,
+                ),
+                op1.RecoverChain(
+                    admin_pb2.RecoverChainRequest(
+                        chain_id=estate,
+                        new_anchor=pb.TrustAnchor(tendermint=fresh_descriptor.tendermint.anchor),
+                        reason="one operator",
+                    ),
+                    timeout=5,
+                ),
+            ]
+            for attempt in attempts:
+                f = await failure_of(attempt)
+                assert (f.code, f.reason) == (grpc.StatusCode.PERMISSION_DENIED, "ROLE_FORBIDDEN")
+                assert "approvals_required 2" in f.message
+            assert await w.snapshot() == before
+            # Freezing is still one operator's call.
+            frozen = await op1.FreezeChain(
+                admin_pb2.FreezeChainRequest(chain_id=estate, reason="fork drill"), timeout=5
+            )
+            assert frozen.chain.status == pb.CHAIN_STATUS_FROZEN
+            # A fresh anchor from the partner's chain, proposed by the partner.
+            chain.commit()
+            chain.commit()
+            fresh = w.descriptor(estate, RE_INST)
+            recover = admin_pb2.RecoveryRequest(
+                chain_id=estate,
+                new_anchor=pb.TrustAnchor(tendermint=fresh.tendermint.anchor),
+                reason="registry incident 7; anchor read from the registry's own node",
+            )
+            stranger = await failure_of(
+                w.admin("partner-bank").ProposeRecovery(
+                    admin_pb2.ProposeRecoveryRequest(signed=propose(w, BANK_INST, recover=recover)),
+                    timeout=5,
+                )
+            )
+            assert stranger.reason == "NOT_OWNER"
+            proposed = await w.admin("partner-realestate").ProposeRecovery(
+                admin_pb2.ProposeRecoveryRequest(signed=propose(w, RE_INST, recover=recover)),
+                timeout=5,
+            )
+            pid = proposed.proposal.proposal_id
+            assert proposed.proposal.kind == admin_pb2.PROPOSAL_KIND_RECOVER
+            first = await op1.ApproveProposal(
+                admin_pb2.ApproveProposalRequest(proposal_id=pid), timeout=5
+            )
+            assert first.proposal.state == admin_pb2.PROPOSAL_STATE_PENDING
+            still = await w.query("court-sh-pudong").GetChain(
+                query_pb2.GetChainRequest(chain_id=estate), timeout=5
+            )
+            assert still.chain.status == pb.CHAIN_STATUS_FROZEN  # one approval changes nothing
+            second = await op2.ApproveProposal(
+                admin_pb2.ApproveProposalRequest(proposal_id=pid), timeout=10
+            )
+            assert second.proposal.state == admin_pb2.PROPOSAL_STATE_APPLIED
+            assert second.chain.anchor_height == fresh.tendermint.anchor.height
+            await w.wait_active(estate)
 
     run(main())

@@ -162,6 +162,11 @@ RPCS: dict[str, dict[str, tuple[str, str, bool]]] = {
             "relay.v1.ProposeEndpointUpdateResponse",
             False,
         ),
+        "ProposeRecovery": (
+            "relay.v1.ProposeRecoveryRequest",
+            "relay.v1.ProposeRecoveryResponse",
+            False,
+        ),
         "ApproveProposal": (
             "relay.v1.ApproveProposalRequest",
             "relay.v1.ApproveProposalResponse",
@@ -896,12 +901,16 @@ relay.v1.AdminListChainsResponse.chains 1 repeated relay.v1.RegisteredChain
 relay.v1.ChainProposal.institution 1 string
 relay.v1.ChainProposal.register 2 relay.v1.ChainDescriptor oneof action
 relay.v1.ChainProposal.update_endpoint 3 relay.v1.EndpointUpdate oneof action
+relay.v1.ChainProposal.recover 8 relay.v1.RecoveryRequest oneof action
 relay.v1.ChainProposal.nonce 4 bytes
 relay.v1.ChainProposal.created_at 5 google.protobuf.Timestamp
 relay.v1.ChainProposal.expires_at 6 google.protobuf.Timestamp
 relay.v1.ChainProposal.audience 7 string
 relay.v1.EndpointUpdate.chain_id 1 string
 relay.v1.EndpointUpdate.endpoint 2 relay.v1.AdapterEndpoint
+relay.v1.RecoveryRequest.chain_id 1 string
+relay.v1.RecoveryRequest.new_anchor 2 relay.v1.TrustAnchor
+relay.v1.RecoveryRequest.reason 3 string
 relay.v1.SignedChainProposal.proposal 1 bytes
 relay.v1.SignedChainProposal.key_id 2 string
 relay.v1.SignedChainProposal.algorithm 3 relay.v1.SignatureAlgorithm
@@ -1146,6 +1155,8 @@ relay.v1.ProposeChainRequest.signed 1 relay.v1.SignedChainProposal
 relay.v1.ProposeChainResponse.proposal 1 relay.v1.ProposalInfo
 relay.v1.ProposeEndpointUpdateRequest.signed 1 relay.v1.SignedChainProposal
 relay.v1.ProposeEndpointUpdateResponse.proposal 1 relay.v1.ProposalInfo
+relay.v1.ProposeRecoveryRequest.signed 1 relay.v1.SignedChainProposal
+relay.v1.ProposeRecoveryResponse.proposal 1 relay.v1.ProposalInfo
 relay.v1.ApproveProposalRequest.proposal_id 1 string
 relay.v1.ApproveProposalRequest.comment 2 string
 relay.v1.ApproveProposalResponse.proposal 1 relay.v1.ProposalInfo
@@ -1171,6 +1182,7 @@ relay.v1.ProposalState.PROPOSAL_STATE_EXPIRED = 5
 relay.v1.ProposalKind.PROPOSAL_KIND_UNSPECIFIED = 0
 relay.v1.ProposalKind.PROPOSAL_KIND_REGISTER = 1
 relay.v1.ProposalKind.PROPOSAL_KIND_UPDATE_ENDPOINT = 2
+relay.v1.ProposalKind.PROPOSAL_KIND_RECOVER = 3
 """
 
 

@@ -279,6 +279,34 @@ def test_propose_input_files_are_usage_errors(
 
 
 @pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--recover", "c"], "--recover needs --anchor FILE and --reason TEXT"),
+        (["--recover", "c", "--anchor", "nosuch.json", "--reason", "r"],
+         "--anchor nosuch.json: cannot read the anchor file: No such file"),
+        (["--recover", "c", "--anchor", "bad.json", "--reason", "r"], "--anchor"),
+        (["--recover", "c", "--descriptor", "good.json"], "pass --descriptor FILE, --chain ID"),
+    ],
+)  # fmt: skip
+def test_propose_recovery_inputs_are_usage_errors(
+    files: Path, extra: list[str], message: str
+) -> None:
+    """``relay admin propose --recover CHAIN --anchor FILE --reason TEXT`` (a partner's
+    recovery proposal): what it needs is named before anything is signed or sent."""
+    args = [files / x if x.endswith(".json") else x for x in extra]
+    out = cli(
+        "admin", "propose", "--institution", PARTNER_CODE, "--key-id", f"{PARTNER_CODE}-k1",
+        "--signing-key", str(files / "pki" / f"{PARTNER_CODE}.signing"), *map(str, args),
+        "--server", "127.0.0.1:1", "--ca", str(files / "pki" / "ca.pem"),
+        "--cert", str(files / "pki" / "partner-realestate.pem"),
+        "--key", str(files / "pki" / "partner-realestate.key"), timeout=20,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert message.replace("nosuch.json", str(files / "nosuch.json")) in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "internal error" not in out.stderr
+
+
+@pytest.mark.parametrize(
     ("query", "target", "message"),
     [
         ("ownership", "a-file/ev.json", "a-file is not a directory"),

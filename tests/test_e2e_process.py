@@ -141,6 +141,7 @@ def test_reflection_lists_and_describes_the_api(stack: Stack) -> None:
             "ListChains",
             "ProposeChain",
             "ProposeEndpointUpdate",
+            "ProposeRecovery",
             "ApproveProposal",
             "RejectProposal",
             "ListProposals",

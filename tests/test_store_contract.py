@@ -1280,3 +1280,60 @@ async def test_audit_checkpoints_are_one_per_size_and_fenced_by_a_lease(backend:
         assert await store.audit_checkpoints(min_size=9) == []
     finally:
         await store.close()
+
+
+@run_async
+async def test_migration_6_keeps_every_proposal_and_decision_and_takes_recoveries(
+    backend: Backend,
+) -> None:
+    """0006 widens the proposal kinds (SQLite rebuilds the table and its decisions): a
+    database written under 0005 keeps its proposals and their decisions, and takes
+    'recover' proposals afterwards, while unknown kinds stay refused."""
+    shipped = shipped_migrations.load(backend.dialect)
+    assert [m.name for m in shipped][5] == "recovery_proposals"
+    old = await backend.open(migrations=shipped[:5])
+    proposal = {
+        "institution": "inst-1",
+        "kind": "update_endpoint",
+        "chain_id": "land-9",
+        "signed": b"signed-bytes",
+        "submitted_by": "partner:inst-1",
+        "submitted_at_ns": 1_000,
+        "expires_at_ns": 10_000,
+    }
+    try:
+        await old.insert_proposal(proposal_id="p1", nonce=b"n1", **proposal)  # type: ignore[arg-type]
+        await old.decide_proposal(
+            proposal_id="p1", operator_id="op1", decision="approve", comment="ok", required=2,
+            now_ns=2_000,
+        )  # fmt: skip
+        with pytest.raises(Exception):  # noqa: B017 - the 0005 schema refuses the kind
+            await old.insert_proposal(
+                proposal_id="p0",
+                nonce=b"n0",
+                **{**proposal, "kind": "recover"},  # type: ignore[arg-type]
+            )
+    finally:
+        await old.close()
+    store = await backend.open()
+    try:
+        (p1,) = await store.list_proposals(proposal_id="p1", limit=10)
+        assert (p1.kind, p1.state, p1.signed) == ("update_endpoint", "pending", b"signed-bytes")
+        assert [(d.operator_id, d.decision, d.comment) for d in p1.decisions] == [
+            ("op1", "approve", "ok")
+        ]
+        await store.insert_proposal(
+            proposal_id="p2", nonce=b"n2", **{**proposal, "kind": "recover"}
+        )  # type: ignore[arg-type]
+        assert await store.decide_proposal(
+            proposal_id="p2", operator_id="op1", decision="approve", comment="", required=1,
+            now_ns=2_000,
+        ) == ("apply", 1)  # fmt: skip
+        with pytest.raises(Exception):  # noqa: B017 - still a closed set of kinds
+            await store.insert_proposal(
+                proposal_id="p3",
+                nonce=b"n3",
+                **{**proposal, "kind": "anything"},  # type: ignore[arg-type]
+            )
+    finally:
+        await store.close()

@@ -124,10 +124,31 @@ def _cmd_propose(args: argparse.Namespace, rpc: Callable[..., int]) -> int:
         print(f"relay: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     signer = InstitutionSigner.from_seed_file(key_id=args.key_id, path=args.signing_key)
-    if bool(args.descriptor) == bool(args.chain):
-        print("relay: error: pass --descriptor FILE or --chain ID --endpoint FILE", file=sys.stderr)
+    if sum(map(bool, (args.descriptor, args.chain, args.recover))) != 1:
+        print(
+            "relay: error: pass --descriptor FILE, --chain ID --endpoint FILE, or --recover ID "
+            "--anchor FILE --reason TEXT",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
-    if args.descriptor:
+    if args.recover:
+        if not args.anchor or not args.reason:
+            print("relay: error: --recover needs --anchor FILE and --reason TEXT", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            anchor = _load_trust_anchor(args.anchor, chain_id=args.recover)
+        except _BadInput as e:
+            print(f"relay: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        proposal = make_proposal(
+            institution=args.institution,
+            audience=args.audience,
+            recover=admin_pb2.RecoveryRequest(
+                chain_id=args.recover, new_anchor=anchor, reason=args.reason
+            ),
+            lifetime_s=args.lifetime,
+        )
+    elif args.descriptor:
         descriptor = parse_descriptor(Path(args.descriptor).read_bytes(), source=args.descriptor)
         proposal = make_proposal(
             institution=args.institution,
@@ -154,6 +175,10 @@ def _cmd_propose(args: argparse.Namespace, rpc: Callable[..., int]) -> int:
         if args.descriptor:
             reply = stub.ProposeChain(
                 admin_pb2.ProposeChainRequest(signed=signed), timeout=args.timeout
+            )
+        elif args.recover:
+            reply = stub.ProposeRecovery(
+                admin_pb2.ProposeRecoveryRequest(signed=signed), timeout=args.timeout
             )
         else:
             reply = stub.ProposeEndpointUpdate(
@@ -308,7 +333,9 @@ def add_commands(
     admin = sub.add_parser("admin", help="partner proposals and operator decisions")
     asub = admin.add_subparsers(dest="admin_command", required=True)
     propose = asub.add_parser(
-        "propose", help="a partner proposes a chain (--descriptor) or an endpoint move"
+        "propose",
+        help="a partner proposes a chain (--descriptor), an endpoint move (--chain) or a "
+        "recovery (--recover)",
     )
     propose.add_argument("--institution", required=True, help="the institution's code")
     propose.add_argument("--signing-key", required=True, help="institution key file")
@@ -317,6 +344,14 @@ def add_commands(
     propose.add_argument("--descriptor", help="chain descriptor (JSON/YAML) to register")
     propose.add_argument("--chain", help="own chain whose adapter endpoint moves")
     propose.add_argument("--endpoint", help="AdapterEndpoint JSON file (with --chain)")
+    propose.add_argument(
+        "--recover", metavar="CHAIN", help="own frozen or expired chain to recover (with --anchor)"
+    )
+    propose.add_argument(
+        "--anchor",
+        help="with --recover: the fresh anchor, a chain descriptor or TrustAnchor JSON file",
+    )
+    propose.add_argument("--reason", help="with --recover: the incident and the anchor's origin")
     propose.add_argument("--lifetime", type=float, default=3600.0, help="seconds (default 1 h)")
     connection_flags(propose)
     propose.set_defaults(func=lambda a: _cmd_propose(a, rpc))
@@ -348,7 +383,10 @@ def add_commands(
         help="an operator recovers a frozen or expired chain with a new trust anchor",
         description="Give a frozen or expired chain a fresh trust anchor, obtained out of "
         "band from the partner; the chain goes PENDING and ACTIVE again after its first "
-        "verified sync from that anchor. --anchor takes either a chain descriptor (proto "
+        "verified sync from that anchor. One operator's call: with access.approvals_required "
+        "above 1 the relay refuses it, and the chain's partner proposes the recovery instead "
+        "(relay admin propose --recover) for the operators to approve. --anchor takes either "
+        "a chain descriptor (proto "
         "JSON or YAML, e.g. a partner's --descriptor-out file written at its current head; "
         "its tendermint.anchor or tlog.anchor is used and its chainId must match --chain) or "
         'a TrustAnchor in proto JSON ({"tendermint": {"lightBlock": ..., "height": ...}} or '

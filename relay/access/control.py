@@ -107,6 +107,7 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     },
     _A + "ProposeChain": frozenset({Role.PARTNER}),
     _A + "ProposeEndpointUpdate": frozenset({Role.PARTNER}),
+    _A + "ProposeRecovery": frozenset({Role.PARTNER}),
     _A + "ListProposals": frozenset({Role.PARTNER, Role.OPERATOR}),
     # Audit log (issue 7): checkpoints and consistency proofs for anyone; a court's own
     # entries and their inclusion proofs for that court only (checked by the servicer).
@@ -115,6 +116,11 @@ METHOD_ROLES: dict[str, frozenset[Role]] = {
     _AU + "GetInclusionProof": frozenset({Role.COURT}),
     _AU + "ListMyEntries": frozenset({Role.COURT}),
 }
+
+# Chain changes that k of n operators approve through proposals when approvals_required > 1.
+K_OF_N_METHODS = frozenset(
+    _A + name for name in ("RegisterChain", "UpdateAdapterEndpoint", "RecoverChain")
+)
 
 DOMAIN_NAMES = {
     "real-estate": types_pb2.DOMAIN_REAL_ESTATE,
@@ -429,10 +435,12 @@ class AccessGuard:
         grants: dict[str, Grant],
         resolver: DomainResolver | None = None,
         insecure_dev: bool = False,
+        approvals_required: int = 1,
     ) -> None:
         self._grants = grants
         self.resolver = resolver
         self._insecure_dev = insecure_dev
+        self._approvals = approvals_required
 
     async def __call__(self, *, method: str, request: Message, context: Any) -> None:
         ident = _CURRENT.get()
@@ -458,6 +466,18 @@ class AccessGuard:
                 "ROLE_FORBIDDEN",
                 f"{ident.principal}: role {ident.role.value} may not call "
                 f"{method.rsplit('/', 1)[1]} (allowed: {roles})",
+                role=ident.role.value,
+                method=method,
+            )
+        if method in K_OF_N_METHODS and self._approvals > 1:
+            # k of n binds every chain change: one operator alone registers, moves or
+            # recovers nothing (FreezeChain, which only stops trust, stays one call).
+            raise ServiceError(
+                "ROLE_FORBIDDEN",
+                f"{ident.principal}: with access.approvals_required {self._approvals}, "
+                f"{method.rsplit('/', 1)[1]} is not one operator's call: a partner proposes "
+                "(ProposeChain, ProposeEndpointUpdate, ProposeRecovery) and "
+                f"{self._approvals} operators approve",
                 role=ident.role.value,
                 method=method,
             )

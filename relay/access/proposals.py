@@ -72,6 +72,7 @@ _STATE_NAME = {v: k for k, v in _STATE.items()}
 _KIND = {
     "register": admin_pb2.PROPOSAL_KIND_REGISTER,
     "update_endpoint": admin_pb2.PROPOSAL_KIND_UPDATE_ENDPOINT,
+    "recover": admin_pb2.PROPOSAL_KIND_RECOVER,
 }
 
 
@@ -151,6 +152,7 @@ def make_proposal(
     audience: str,
     register: types_pb2.ChainDescriptor | None = None,
     update_endpoint: admin_pb2.EndpointUpdate | None = None,
+    recover: admin_pb2.RecoveryRequest | None = None,
     now_ns: int | None = None,
     lifetime_s: float = 3600.0,
     nonce: bytes | None = None,
@@ -168,6 +170,8 @@ def make_proposal(
         p.register.CopyFrom(register)
     if update_endpoint is not None:
         p.update_endpoint.CopyFrom(update_endpoint)
+    if recover is not None:
+        p.recover.CopyFrom(recover)
     return p
 
 
@@ -465,8 +469,11 @@ class Onboarding:
                 )  # fmt: skip
             chain_id = d.chain_id
         else:
-            u = proposal.update_endpoint
-            chain_id = u.chain_id
+            chain_id = (
+                proposal.update_endpoint.chain_id
+                if kind == "update_endpoint"
+                else proposal.recover.chain_id
+            )
             if chain_id not in self._engine.registry:
                 raise ServiceError("NOT_FOUND", f"no chain {chain_id[:128]!r}", chain_id=chain_id)
             owner = self._engine.registry.get(chain_id).descriptor.institution
@@ -477,8 +484,22 @@ class Onboarding:
                     f"{proposal.institution}",
                     chain_id=chain_id,
                 )
-            validate_endpoint(u.endpoint, field="proposal.update_endpoint.endpoint",
-                              chain_id=chain_id)  # fmt: skip
+            if kind == "update_endpoint":
+                validate_endpoint(proposal.update_endpoint.endpoint,
+                                  field="proposal.update_endpoint.endpoint",
+                                  chain_id=chain_id)  # fmt: skip
+            else:
+                r = proposal.recover
+                if r.new_anchor.WhichOneof("anchor") is None:
+                    raise ServiceError(
+                        "INVALID_ARGUMENT", "a recovery proposal needs the new trust anchor",
+                        field="proposal.recover.new_anchor", chain_id=chain_id,
+                    )  # fmt: skip
+                if len(r.reason) > MAX_COMMENT_CHARS:
+                    raise ServiceError(
+                        "INVALID_ARGUMENT", "reason is too long",
+                        field="proposal.recover.reason", chain_id=chain_id,
+                    )  # fmt: skip
         pid = proposal_id(signed.proposal)
         await self._records.insert_proposal(
             pid=pid,
@@ -504,6 +525,13 @@ class Onboarding:
     ) -> admin_pb2.ProposeEndpointUpdateResponse:
         return admin_pb2.ProposeEndpointUpdateResponse(
             proposal=await self._propose(req.signed, kind="update_endpoint")
+        )
+
+    async def propose_recovery(
+        self, req: admin_pb2.ProposeRecoveryRequest
+    ) -> admin_pb2.ProposeRecoveryResponse:
+        return admin_pb2.ProposeRecoveryResponse(
+            proposal=await self._propose(req.signed, kind="recover")
         )
 
     def _operator(self) -> Identity:
@@ -552,6 +580,17 @@ class Onboarding:
             if info.kind == admin_pb2.PROPOSAL_KIND_REGISTER:
                 reply = await self._engine.register_chain(
                     admin_pb2.RegisterChainRequest(descriptor=proposal.register)
+                )
+            elif info.kind == admin_pb2.PROPOSAL_KIND_RECOVER:
+                r = proposal.recover
+                reply = await self._engine.recover_chain(
+                    admin_pb2.RecoverChainRequest(
+                        chain_id=r.chain_id,
+                        new_anchor=r.new_anchor,
+                        reason=f"{r.reason} (proposal {pid[:16]}... of institution "
+                        f"{proposal.institution}, approved by "
+                        f"{self._config.approvals_required} operators)",
+                    )
                 )
             else:
                 reply = await self._engine.update_adapter_endpoint(

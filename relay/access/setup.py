@@ -60,6 +60,7 @@ def setup_access(
         grants=grants_from_config(access),
         resolver=engine_domain_resolver(engine),
         insecure_dev=insecure_dev,
+        approvals_required=access.approvals_required,
     )
     onboarding = Onboarding(engine=engine, records=records, config=access)
     return AccessSetup(interceptor, guard, onboarding, records)

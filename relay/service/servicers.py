@@ -79,6 +79,9 @@ class OnboardingBackend(Protocol):
     async def propose_endpoint_update(
         self, req: admin_pb2.ProposeEndpointUpdateRequest
     ) -> admin_pb2.ProposeEndpointUpdateResponse: ...
+    async def propose_recovery(
+        self, req: admin_pb2.ProposeRecoveryRequest
+    ) -> admin_pb2.ProposeRecoveryResponse: ...
     async def approve_proposal(
         self, req: admin_pb2.ApproveProposalRequest
     ) -> admin_pb2.ApproveProposalResponse: ...
@@ -316,6 +319,16 @@ class AdminServicer(_Base, admin_pb2_grpc.AdminServiceServicer):
         return await self._unary(
             f"/{ADMIN_SERVICE}/ProposeEndpointUpdate",
             self._onboarding("propose_endpoint_update"),
+            request,
+            context,
+        )
+
+    async def ProposeRecovery(
+        self, request: admin_pb2.ProposeRecoveryRequest, context: Context
+    ) -> admin_pb2.ProposeRecoveryResponse:
+        return await self._unary(
+            f"/{ADMIN_SERVICE}/ProposeRecovery",
+            self._onboarding("propose_recovery"),
             request,
             context,
         )

@@ -26,19 +26,19 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from relay.pb.relay.v1 import types_pb2 as relay_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14relay/v1/admin.proto\x12\x08relay.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14relay/v1/types.proto\"y\n\x14RegisterChainRequest\x12/\n\ndescriptor\x18\x01 \x01(\x0b\x32\x19.relay.v1.ChainDescriptorH\x00\x42\x0c\n\nsubmissionJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04R\x0bproposal_idR\tapprovals\";\n\x15RegisterChainResponse\x12\"\n\x05\x63hain\x18\x01 \x01(\x0b\x32\x13.relay.v1.ChainInfo\"6\n\x12\x46reezeChainRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"9\n\x13\x46reezeChainResponse\x12\"\n\x05\x63hain\x18\x01 \x01(\x0b\x32\x13.relay.v1.ChainInfo\"s\n\x13RecoverChainRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12)\n\nnew_anchor\x18\x02 \x01(\x0b\x32\x15.relay.v1.TrustAnchor\x12\x0e\n\x06reason\x18\x03 \x01(\tJ\x04\x08\x04\x10\x05R\tapprovals\":\n\x14RecoverChainResponse\x12\"\n\x05\x63hain\x18\x01 \x01(\x0b\x32\x13.relay.v1.ChainInfo\"\x8d\x01\n\x1cUpdateAdapterEndpointRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12-\n\x08\x65ndpoint\x18\x04 \x01(\x0b\x32\x19.relay.v1.AdapterEndpointH\x00\x42\x08\n\x06updateJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04R\x0bproposal_idR\tapprovals\"C\n\x1dUpdateAdapterEndpointResponse\x12\"\n\x05\x63hain\x18\x01 \x01(\x0b\x32\x13.relay.v1.ChainInfo\":\n\x16\x41\x64minListChainsRequest\x12 \n\x06\x64omain\x18\x01 \x01(\x0e\x32\x10.relay.v1.Domain\"\xad\x01\n\x0fRegisteredChain\x12!\n\x04info\x18\x01 \x01(\x0b\x32\x13.relay.v1.ChainInfo\x12-\n\ndescriptor\x18\x02 \x01(\x0b\x32\x19.relay.v1.ChainDescriptor\x12\x31\n\rregistered_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rregistered_by\x18\x04 \x01(\t\"D\n\x17\x41\x64minListChainsResponse\x12)\n\x06\x63hains\x18\x01 \x03(\x0b\x32\x19.relay.v1.RegisteredChain\"\x93\x02\n\rChainProposal\x12\x13\n\x0binstitution\x18\x01 \x01(\t\x12-\n\x08register\x18\x02 \x01(\x0b\x32\x19.relay.v1.ChainDescriptorH\x00\x12\x33\n\x0fupdate_endpoint\x18\x03 \x01(\x0b\x32\x18.relay.v1.EndpointUpdateH\x00\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61udience\x18\x07 \x01(\tB\x08\n\x06\x61\x63tion\"O\n\x0e\x45ndpointUpdate\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12+\n\x08\x65ndpoint\x18\x02 \x01(\x0b\x32\x19.relay.v1.AdapterEndpoint\"\x92\x01\n\x13SignedChainProposal\x12\x10\n\x08proposal\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12/\n\talgorithm\x18\x03 \x01(\x0e\x32\x1c.relay.v1.SignatureAlgorithm\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x15\n\rsm2_signer_id\x18\x05 \x01(\t\"\xaf\x01\n\x10ProposalApproval\x12\x17\n\x0fproposal_digest\x18\x01 \x01(\x0c\x12,\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x1a.relay.v1.ProposalDecision\x12\x13\n\x0boperator_id\x18\x03 \x01(\t\x12.\n\ndecided_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\"\xa2\x03\n\x0cProposalInfo\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\x12\x13\n\x0binstitution\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.relay.v1.ProposalKind\x12\x10\n\x08\x63hain_id\x18\x04 \x01(\t\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.relay.v1.ProposalState\x12\x16\n\x0estatus_message\x18\x06 \x01(\t\x12-\n\tdecisions\x18\x07 \x03(\x0b\x32\x1a.relay.v1.ProposalApproval\x12\x1a\n\x12\x61pprovals_required\x18\x08 \x01(\r\x12\x14\n\x0csubmitted_by\x18\t \x01(\t\x12\x30\n\x0csubmitted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x06signed\x18\x0c \x01(\x0b\x32\x1d.relay.v1.SignedChainProposal\"D\n\x13ProposeChainRequest\x12-\n\x06signed\x18\x01 \x01(\x0b\x32\x1d.relay.v1.SignedChainProposal\"@\n\x14ProposeChainResponse\x12(\n\x08proposal\x18\x01 \x01(\x0b\x32\x16.relay.v1.ProposalInfo\"M\n\x1cProposeEndpointUpdateRequest\x12-\n\x06signed\x18\x01 \x01(\x0b\x32\x1d.relay.v1.SignedChainProposal\"I\n\x1dProposeEndpointUpdateResponse\x12(\n\x08proposal\x18\x01 \x01(\x0b\x32\x16.relay.v1.ProposalInfo\">\n\x16\x41pproveProposalRequest\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\"g\n\x17\x41pproveProposalResponse\x12(\n\x08proposal\x18\x01 \x01(\x0b\x32\x16.relay.v1.ProposalInfo\x12\"\n\x05\x63hain\x18\x02 \x01(\x0b\x32\x13.relay.v1.ChainInfo\"=\n\x15RejectProposalRequest\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\"B\n\x16RejectProposalResponse\x12(\n\x08proposal\x18\x01 \x01(\x0b\x32\x16.relay.v1.ProposalInfo\">\n\x14ListProposalsRequest\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.relay.v1.ProposalState\"B\n\x15ListProposalsResponse\x12)\n\tproposals\x18\x01 \x03(\x0b\x32\x16.relay.v1.ProposalInfo*r\n\x10ProposalDecision\x12!\n\x1dPROPOSAL_DECISION_UNSPECIFIED\x10\x00\x12\x1d\n\x19PROPOSAL_DECISION_APPROVE\x10\x01\x12\x1c\n\x18PROPOSAL_DECISION_REJECT\x10\x02*\xbb\x01\n\rProposalState\x12\x1e\n\x1aPROPOSAL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROPOSAL_STATE_PENDING\x10\x01\x12\x1a\n\x16PROPOSAL_STATE_APPLIED\x10\x02\x12\x1b\n\x17PROPOSAL_STATE_REJECTED\x10\x03\x12\x19\n\x15PROPOSAL_STATE_FAILED\x10\x04\x12\x1a\n\x16PROPOSAL_STATE_EXPIRED\x10\x05*l\n\x0cProposalKind\x12\x1d\n\x19PROPOSAL_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROPOSAL_KIND_REGISTER\x10\x01\x12!\n\x1dPROPOSAL_KIND_UPDATE_ENDPOINT\x10\x02\x32\xf0\x06\n\x0c\x41\x64minService\x12P\n\rRegisterChain\x12\x1e.relay.v1.RegisterChainRequest\x1a\x1f.relay.v1.RegisterChainResponse\x12J\n\x0b\x46reezeChain\x12\x1c.relay.v1.FreezeChainRequest\x1a\x1d.relay.v1.FreezeChainResponse\x12M\n\x0cRecoverChain\x12\x1d.relay.v1.RecoverChainRequest\x1a\x1e.relay.v1.RecoverChainResponse\x12h\n\x15UpdateAdapterEndpoint\x12&.relay.v1.UpdateAdapterEndpointRequest\x1a\'.relay.v1.UpdateAdapterEndpointResponse\x12Q\n\nListChains\x12 .relay.v1.AdminListChainsRequest\x1a!.relay.v1.AdminListChainsResponse\x12M\n\x0cProposeChain\x12\x1d.relay.v1.ProposeChainRequest\x1a\x1e.relay.v1.ProposeChainResponse\x12h\n\x15ProposeEndpointUpdate\x12&.relay.v1.ProposeEndpointUpdateRequest\x1a\'.relay.v1.ProposeEndpointUpdateResponse\x12V\n\x0f\x41pproveProposal\x12 .relay.v1.ApproveProposalRequest\x1a!.relay.v1.ApproveProposalResponse\x12S\n\x0eRejectProposal\x12\x1f.relay.v1.RejectProposalRequest\x1a .relay.v1.RejectProposalResponse\x12P\n\rListProposals\x12\x1e.relay.v1.ListProposalsRequest\x1a\x1f.relay.v1.ListProposalsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14relay/v1/admin.proto\x12\x08relay.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14relay/v1/types.proto\"y\n\x14RegisterChainRequest\x12/\n\ndescriptor\x18\x01 \x01(\x0b\x32\x19.relay.v1.ChainDescriptorH\x00\x42\x0c\n\nsubmissionJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04R\x0bproposal_idR\tapprovals\";\n\x15RegisterChainResponse\x12\"\n\x05\x63hain\x18\x01 \x01(\x0b\x32\x13.relay.v1.ChainInfo\"6\n\x12\x46reezeChainRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"9\n\x13\x46reezeChainResponse\x12\"\n\x05\x63hain\x18\x01 \x01(\x0b\x32\x13.relay.v1.ChainInfo\"s\n\x13RecoverChainRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12)\n\nnew_anchor\x18\x02 \x01(\x0b\x32\x15.relay.v1.TrustAnchor\x12\x0e\n\x06reason\x18\x03 \x01(\tJ\x04\x08\x04\x10\x05R\tapprovals\":\n\x14RecoverChainResponse\x12\"\n\x05\x63hain\x18\x01 \x01(\x0b\x32\x13.relay.v1.ChainInfo\"\x8d\x01\n\x1cUpdateAdapterEndpointRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12-\n\x08\x65ndpoint\x18\x04 \x01(\x0b\x32\x19.relay.v1.AdapterEndpointH\x00\x42\x08\n\x06updateJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04R\x0bproposal_idR\tapprovals\"C\n\x1dUpdateAdapterEndpointResponse\x12\"\n\x05\x63hain\x18\x01 \x01(\x0b\x32\x13.relay.v1.ChainInfo\":\n\x16\x41\x64minListChainsRequest\x12 \n\x06\x64omain\x18\x01 \x01(\x0e\x32\x10.relay.v1.Domain\"\xad\x01\n\x0fRegisteredChain\x12!\n\x04info\x18\x01 \x01(\x0b\x32\x13.relay.v1.ChainInfo\x12-\n\ndescriptor\x18\x02 \x01(\x0b\x32\x19.relay.v1.ChainDescriptor\x12\x31\n\rregistered_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rregistered_by\x18\x04 \x01(\t\"D\n\x17\x41\x64minListChainsResponse\x12)\n\x06\x63hains\x18\x01 \x03(\x0b\x32\x19.relay.v1.RegisteredChain\"\xc1\x02\n\rChainProposal\x12\x13\n\x0binstitution\x18\x01 \x01(\t\x12-\n\x08register\x18\x02 \x01(\x0b\x32\x19.relay.v1.ChainDescriptorH\x00\x12\x33\n\x0fupdate_endpoint\x18\x03 \x01(\x0b\x32\x18.relay.v1.EndpointUpdateH\x00\x12,\n\x07recover\x18\x08 \x01(\x0b\x32\x19.relay.v1.RecoveryRequestH\x00\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61udience\x18\x07 \x01(\tB\x08\n\x06\x61\x63tion\"O\n\x0e\x45ndpointUpdate\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12+\n\x08\x65ndpoint\x18\x02 \x01(\x0b\x32\x19.relay.v1.AdapterEndpoint\"^\n\x0fRecoveryRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\t\x12)\n\nnew_anchor\x18\x02 \x01(\x0b\x32\x15.relay.v1.TrustAnchor\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x92\x01\n\x13SignedChainProposal\x12\x10\n\x08proposal\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12/\n\talgorithm\x18\x03 \x01(\x0e\x32\x1c.relay.v1.SignatureAlgorithm\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x15\n\rsm2_signer_id\x18\x05 \x01(\t\"\xaf\x01\n\x10ProposalApproval\x12\x17\n\x0fproposal_digest\x18\x01 \x01(\x0c\x12,\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x1a.relay.v1.ProposalDecision\x12\x13\n\x0boperator_id\x18\x03 \x01(\t\x12.\n\ndecided_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\"\xa2\x03\n\x0cProposalInfo\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\x12\x13\n\x0binstitution\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.relay.v1.ProposalKind\x12\x10\n\x08\x63hain_id\x18\x04 \x01(\t\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.relay.v1.ProposalState\x12\x16\n\x0estatus_message\x18\x06 \x01(\t\x12-\n\tdecisions\x18\x07 \x03(\x0b\x32\x1a.relay.v1.ProposalApproval\x12\x1a\n\x12\x61pprovals_required\x18\x08 \x01(\r\x12\x14\n\x0csubmitted_by\x18\t \x01(\t\x12\x30\n\x0csubmitted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x06signed\x18\x0c \x01(\x0b\x32\x1d.relay.v1.SignedChainProposal\"D\n\x13ProposeChainRequest\x12-\n\x06signed\x18\x01 \x01(\x0b\x32\x1d.relay.v1.SignedChainProposal\"@\n\x14ProposeChainResponse\x12(\n\x08proposal\x18\x01 \x01(\x0b\x32\x16.relay.v1.ProposalInfo\"M\n\x1cProposeEndpointUpdateRequest\x12-\n\x06signed\x18\x01 \x01(\x0b\x32\x1d.relay.v1.SignedChainProposal\"I\n\x1dProposeEndpointUpdateResponse\x12(\n\x08proposal\x18\x01 \x01(\x0b\x32\x16.relay.v1.ProposalInfo\"G\n\x16ProposeRecoveryRequest\x12-\n\x06signed\x18\x01 \x01(\x0b\x32\x1d.relay.v1.SignedChainProposal\"C\n\x17ProposeRecoveryResponse\x12(\n\x08proposal\x18\x01 \x01(\x0b\x32\x16.relay.v1.ProposalInfo\">\n\x16\x41pproveProposalRequest\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\"g\n\x17\x41pproveProposalResponse\x12(\n\x08proposal\x18\x01 \x01(\x0b\x32\x16.relay.v1.ProposalInfo\x12\"\n\x05\x63hain\x18\x02 \x01(\x0b\x32\x13.relay.v1.ChainInfo\"=\n\x15RejectProposalRequest\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\"B\n\x16RejectProposalResponse\x12(\n\x08proposal\x18\x01 \x01(\x0b\x32\x16.relay.v1.ProposalInfo\">\n\x14ListProposalsRequest\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.relay.v1.ProposalState\"B\n\x15ListProposalsResponse\x12)\n\tproposals\x18\x01 \x03(\x0b\x32\x16.relay.v1.ProposalInfo*r\n\x10ProposalDecision\x12!\n\x1dPROPOSAL_DECISION_UNSPECIFIED\x10\x00\x12\x1d\n\x19PROPOSAL_DECISION_APPROVE\x10\x01\x12\x1c\n\x18PROPOSAL_DECISION_REJECT\x10\x02*\xbb\x01\n\rProposalState\x12\x1e\n\x1aPROPOSAL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROPOSAL_STATE_PENDING\x10\x01\x12\x1a\n\x16PROPOSAL_STATE_APPLIED\x10\x02\x12\x1b\n\x17PROPOSAL_STATE_REJECTED\x10\x03\x12\x19\n\x15PROPOSAL_STATE_FAILED\x10\x04\x12\x1a\n\x16PROPOSAL_STATE_EXPIRED\x10\x05*\x87\x01\n\x0cProposalKind\x12\x1d\n\x19PROPOSAL_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROPOSAL_KIND_REGISTER\x10\x01\x12!\n\x1dPROPOSAL_KIND_UPDATE_ENDPOINT\x10\x02\x12\x19\n\x15PROPOSAL_KIND_RECOVER\x10\x03\x32\xc8\x07\n\x0c\x41\x64minService\x12P\n\rRegisterChain\x12\x1e.relay.v1.RegisterChainRequest\x1a\x1f.relay.v1.RegisterChainResponse\x12J\n\x0b\x46reezeChain\x12\x1c.relay.v1.FreezeChainRequest\x1a\x1d.relay.v1.FreezeChainResponse\x12M\n\x0cRecoverChain\x12\x1d.relay.v1.RecoverChainRequest\x1a\x1e.relay.v1.RecoverChainResponse\x12h\n\x15UpdateAdapterEndpoint\x12&.relay.v1.UpdateAdapterEndpointRequest\x1a\'.relay.v1.UpdateAdapterEndpointResponse\x12Q\n\nListChains\x12 .relay.v1.AdminListChainsRequest\x1a!.relay.v1.AdminListChainsResponse\x12M\n\x0cProposeChain\x12\x1d.relay.v1.ProposeChainRequest\x1a\x1e.relay.v1.ProposeChainResponse\x12h\n\x15ProposeEndpointUpdate\x12&.relay.v1.ProposeEndpointUpdateRequest\x1a\'.relay.v1.ProposeEndpointUpdateResponse\x12V\n\x0fProposeRecovery\x12 .relay.v1.ProposeRecoveryRequest\x1a!.relay.v1.ProposeRecoveryResponse\x12V\n\x0f\x41pproveProposal\x12 .relay.v1.ApproveProposalRequest\x1a!.relay.v1.ApproveProposalResponse\x12S\n\x0eRejectProposal\x12\x1f.relay.v1.RejectProposalRequest\x1a .relay.v1.RejectProposalResponse\x12P\n\rListProposals\x12\x1e.relay.v1.ListProposalsRequest\x1a\x1f.relay.v1.ListProposalsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'relay.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PROPOSALDECISION']._serialized_start=2913
-  _globals['_PROPOSALDECISION']._serialized_end=3027
-  _globals['_PROPOSALSTATE']._serialized_start=3030
-  _globals['_PROPOSALSTATE']._serialized_end=3217
-  _globals['_PROPOSALKIND']._serialized_start=3219
-  _globals['_PROPOSALKIND']._serialized_end=3327
+  _globals['_PROPOSALDECISION']._serialized_start=3197
+  _globals['_PROPOSALDECISION']._serialized_end=3311
+  _globals['_PROPOSALSTATE']._serialized_start=3314
+  _globals['_PROPOSALSTATE']._serialized_end=3501
+  _globals['_PROPOSALKIND']._serialized_start=3504
+  _globals['_PROPOSALKIND']._serialized_end=3639
   _globals['_REGISTERCHAINREQUEST']._serialized_start=89
   _globals['_REGISTERCHAINREQUEST']._serialized_end=210
   _globals['_REGISTERCHAINRESPONSE']._serialized_start=212
@@ -62,35 +62,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADMINLISTCHAINSRESPONSE']._serialized_start=1014
   _globals['_ADMINLISTCHAINSRESPONSE']._serialized_end=1082
   _globals['_CHAINPROPOSAL']._serialized_start=1085
-  _globals['_CHAINPROPOSAL']._serialized_end=1360
-  _globals['_ENDPOINTUPDATE']._serialized_start=1362
-  _globals['_ENDPOINTUPDATE']._serialized_end=1441
-  _globals['_SIGNEDCHAINPROPOSAL']._serialized_start=1444
-  _globals['_SIGNEDCHAINPROPOSAL']._serialized_end=1590
-  _globals['_PROPOSALAPPROVAL']._serialized_start=1593
-  _globals['_PROPOSALAPPROVAL']._serialized_end=1768
-  _globals['_PROPOSALINFO']._serialized_start=1771
-  _globals['_PROPOSALINFO']._serialized_end=2189
-  _globals['_PROPOSECHAINREQUEST']._serialized_start=2191
-  _globals['_PROPOSECHAINREQUEST']._serialized_end=2259
-  _globals['_PROPOSECHAINRESPONSE']._serialized_start=2261
-  _globals['_PROPOSECHAINRESPONSE']._serialized_end=2325
-  _globals['_PROPOSEENDPOINTUPDATEREQUEST']._serialized_start=2327
-  _globals['_PROPOSEENDPOINTUPDATEREQUEST']._serialized_end=2404
-  _globals['_PROPOSEENDPOINTUPDATERESPONSE']._serialized_start=2406
-  _globals['_PROPOSEENDPOINTUPDATERESPONSE']._serialized_end=2479
-  _globals['_APPROVEPROPOSALREQUEST']._serialized_start=2481
-  _globals['_APPROVEPROPOSALREQUEST']._serialized_end=2543
-  _globals['_APPROVEPROPOSALRESPONSE']._serialized_start=2545
-  _globals['_APPROVEPROPOSALRESPONSE']._serialized_end=2648
-  _globals['_REJECTPROPOSALREQUEST']._serialized_start=2650
-  _globals['_REJECTPROPOSALREQUEST']._serialized_end=2711
-  _globals['_REJECTPROPOSALRESPONSE']._serialized_start=2713
-  _globals['_REJECTPROPOSALRESPONSE']._serialized_end=2779
-  _globals['_LISTPROPOSALSREQUEST']._serialized_start=2781
-  _globals['_LISTPROPOSALSREQUEST']._serialized_end=2843
-  _globals['_LISTPROPOSALSRESPONSE']._serialized_start=2845
-  _globals['_LISTPROPOSALSRESPONSE']._serialized_end=2911
-  _globals['_ADMINSERVICE']._serialized_start=3330
-  _globals['_ADMINSERVICE']._serialized_end=4210
+  _globals['_CHAINPROPOSAL']._serialized_end=1406
+  _globals['_ENDPOINTUPDATE']._serialized_start=1408
+  _globals['_ENDPOINTUPDATE']._serialized_end=1487
+  _globals['_RECOVERYREQUEST']._serialized_start=1489
+  _globals['_RECOVERYREQUEST']._serialized_end=1583
+  _globals['_SIGNEDCHAINPROPOSAL']._serialized_start=1586
+  _globals['_SIGNEDCHAINPROPOSAL']._serialized_end=1732
+  _globals['_PROPOSALAPPROVAL']._serialized_start=1735
+  _globals['_PROPOSALAPPROVAL']._serialized_end=1910
+  _globals['_PROPOSALINFO']._serialized_start=1913
+  _globals['_PROPOSALINFO']._serialized_end=2331
+  _globals['_PROPOSECHAINREQUEST']._serialized_start=2333
+  _globals['_PROPOSECHAINREQUEST']._serialized_end=2401
+  _globals['_PROPOSECHAINRESPONSE']._serialized_start=2403
+  _globals['_PROPOSECHAINRESPONSE']._serialized_end=2467
+  _globals['_PROPOSEENDPOINTUPDATEREQUEST']._serialized_start=2469
+  _globals['_PROPOSEENDPOINTUPDATEREQUEST']._serialized_end=2546
+  _globals['_PROPOSEENDPOINTUPDATERESPONSE']._serialized_start=2548
+  _globals['_PROPOSEENDPOINTUPDATERESPONSE']._serialized_end=2621
+  _globals['_PROPOSERECOVERYREQUEST']._serialized_start=2623
+  _globals['_PROPOSERECOVERYREQUEST']._serialized_end=2694
+  _globals['_PROPOSERECOVERYRESPONSE']._serialized_start=2696
+  _globals['_PROPOSERECOVERYRESPONSE']._serialized_end=2763
+  _globals['_APPROVEPROPOSALREQUEST']._serialized_start=2765
+  _globals['_APPROVEPROPOSALREQUEST']._serialized_end=2827
+  _globals['_APPROVEPROPOSALRESPONSE']._serialized_start=2829
+  _globals['_APPROVEPROPOSALRESPONSE']._serialized_end=2932
+  _globals['_REJECTPROPOSALREQUEST']._serialized_start=2934
+  _globals['_REJECTPROPOSALREQUEST']._serialized_end=2995
+  _globals['_REJECTPROPOSALRESPONSE']._serialized_start=2997
+  _globals['_REJECTPROPOSALRESPONSE']._serialized_end=3063
+  _globals['_LISTPROPOSALSREQUEST']._serialized_start=3065
+  _globals['_LISTPROPOSALSREQUEST']._serialized_end=3127
+  _globals['_LISTPROPOSALSRESPONSE']._serialized_start=3129
+  _globals['_LISTPROPOSALSRESPONSE']._serialized_end=3195
+  _globals['_ADMINSERVICE']._serialized_start=3642
+  _globals['_ADMINSERVICE']._serialized_end=4610
 # @@protoc_insertion_point(module_scope)

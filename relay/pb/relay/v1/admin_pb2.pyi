@@ -110,6 +110,8 @@ class _ProposalKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Proposal
     """Register a new chain."""
     PROPOSAL_KIND_UPDATE_ENDPOINT: _ProposalKind.ValueType  # 2
     """Move an existing chain's adapter endpoint."""
+    PROPOSAL_KIND_RECOVER: _ProposalKind.ValueType  # 3
+    """Recover an existing chain with a fresh trust anchor."""
 
 class ProposalKind(_ProposalKind, metaclass=_ProposalKindEnumTypeWrapper):
     """What a proposal asks for."""
@@ -120,6 +122,8 @@ PROPOSAL_KIND_REGISTER: ProposalKind.ValueType  # 1
 """Register a new chain."""
 PROPOSAL_KIND_UPDATE_ENDPOINT: ProposalKind.ValueType  # 2
 """Move an existing chain's adapter endpoint."""
+PROPOSAL_KIND_RECOVER: ProposalKind.ValueType  # 3
+"""Recover an existing chain with a fresh trust anchor."""
 Global___ProposalKind: _TypeAlias = ProposalKind  # noqa: Y015
 
 @_typing.final
@@ -433,6 +437,7 @@ class ChainProposal(_message.Message):
     INSTITUTION_FIELD_NUMBER: _builtins.int
     REGISTER_FIELD_NUMBER: _builtins.int
     UPDATE_ENDPOINT_FIELD_NUMBER: _builtins.int
+    RECOVER_FIELD_NUMBER: _builtins.int
     NONCE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
@@ -458,6 +463,10 @@ class ChainProposal(_message.Message):
         """Move an existing chain's adapter."""
 
     @_builtins.property
+    def recover(self) -> Global___RecoveryRequest:
+        """Recover an existing chain with a fresh trust anchor."""
+
+    @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the partner created the proposal."""
 
@@ -471,16 +480,17 @@ class ChainProposal(_message.Message):
         institution: _builtins.str = ...,
         register: _types_pb2.ChainDescriptor | None = ...,
         update_endpoint: Global___EndpointUpdate | None = ...,
+        recover: Global___RecoveryRequest | None = ...,
         nonce: _builtins.bytes = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         audience: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "created_at", b"created_at", "expires_at", b"expires_at", "register", b"register", "update_endpoint", b"update_endpoint"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "created_at", b"created_at", "expires_at", b"expires_at", "recover", b"recover", "register", b"register", "update_endpoint", b"update_endpoint"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "audience", b"audience", "created_at", b"created_at", "expires_at", b"expires_at", "institution", b"institution", "nonce", b"nonce", "register", b"register", "update_endpoint", b"update_endpoint"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "audience", b"audience", "created_at", b"created_at", "expires_at", b"expires_at", "institution", b"institution", "nonce", b"nonce", "recover", b"recover", "register", b"register", "update_endpoint", b"update_endpoint"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["register", "update_endpoint"]  # noqa: Y015
+    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["register", "update_endpoint", "recover"]  # noqa: Y015
     _WhichOneofArgType_action: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_action) -> _WhichOneofReturnType_action | None: ...
 
@@ -513,6 +523,38 @@ class EndpointUpdate(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EndpointUpdate: _TypeAlias = EndpointUpdate  # noqa: Y015
+
+@_typing.final
+class RecoveryRequest(_message.Message):
+    """The recovery requested by a ChainProposal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAIN_ID_FIELD_NUMBER: _builtins.int
+    NEW_ANCHOR_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    chain_id: _builtins.str
+    """The partner's own chain (FROZEN or EXPIRED when the proposal is applied)."""
+    reason: _builtins.str
+    """Why, in words (the incident and how the anchor was obtained); recorded."""
+    @_builtins.property
+    def new_anchor(self) -> _types_pb2.TrustAnchor:
+        """The fresh trust anchor, of the chain's client type; verified on its own before use."""
+
+    def __init__(
+        self,
+        *,
+        chain_id: _builtins.str = ...,
+        new_anchor: _types_pb2.TrustAnchor | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["new_anchor", b"new_anchor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain_id", b"chain_id", "new_anchor", b"new_anchor", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecoveryRequest: _TypeAlias = RecoveryRequest  # noqa: Y015
 
 @_typing.final
 class SignedChainProposal(_message.Message):
@@ -766,6 +808,54 @@ class ProposeEndpointUpdateResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ProposeEndpointUpdateResponse: _TypeAlias = ProposeEndpointUpdateResponse  # noqa: Y015
+
+@_typing.final
+class ProposeRecoveryRequest(_message.Message):
+    """Request of ProposeRecovery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def signed(self) -> Global___SignedChainProposal:
+        """A ChainProposal whose action is `recover`, signed by the institution."""
+
+    def __init__(
+        self,
+        *,
+        signed: Global___SignedChainProposal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["signed", b"signed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signed", b"signed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeRecoveryRequest: _TypeAlias = ProposeRecoveryRequest  # noqa: Y015
+
+@_typing.final
+class ProposeRecoveryResponse(_message.Message):
+    """Response of ProposeRecovery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROPOSAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def proposal(self) -> Global___ProposalInfo:
+        """The stored proposal (state PENDING)."""
+
+    def __init__(
+        self,
+        *,
+        proposal: Global___ProposalInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposal", b"proposal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeRecoveryResponse: _TypeAlias = ProposeRecoveryResponse  # noqa: Y015
 
 @_typing.final
 class ApproveProposalRequest(_message.Message):

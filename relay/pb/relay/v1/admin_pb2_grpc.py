@@ -70,6 +70,11 @@ class AdminServiceStub:
                 request_serializer=relay_dot_v1_dot_admin__pb2.ProposeEndpointUpdateRequest.SerializeToString,
                 response_deserializer=relay_dot_v1_dot_admin__pb2.ProposeEndpointUpdateResponse.FromString,
                 _registered_method=True)
+        self.ProposeRecovery = channel.unary_unary(
+                '/relay.v1.AdminService/ProposeRecovery',
+                request_serializer=relay_dot_v1_dot_admin__pb2.ProposeRecoveryRequest.SerializeToString,
+                response_deserializer=relay_dot_v1_dot_admin__pb2.ProposeRecoveryResponse.FromString,
+                _registered_method=True)
         self.ApproveProposal = channel.unary_unary(
                 '/relay.v1.AdminService/ApproveProposal',
                 request_serializer=relay_dot_v1_dot_admin__pb2.ApproveProposalRequest.SerializeToString,
@@ -150,6 +155,16 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProposeRecovery(self, request, context):
+        """A partner submits a signed proposal to recover one of its own FROZEN or EXPIRED chains
+        with a fresh trust anchor; once approved it is applied as RecoverChain. With
+        access.approvals_required above 1 this is the only way to recover a chain: a single
+        operator's RecoverChain (and RegisterChain, UpdateAdapterEndpoint) is refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ApproveProposal(self, request, context):
         """An operator approves a pending proposal. Once approvals_required distinct operators
         approved, the relay applies it (registers the chain and starts syncing it, or moves the
@@ -210,6 +225,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ProposeEndpointUpdate,
                     request_deserializer=relay_dot_v1_dot_admin__pb2.ProposeEndpointUpdateRequest.FromString,
                     response_serializer=relay_dot_v1_dot_admin__pb2.ProposeEndpointUpdateResponse.SerializeToString,
+            ),
+            'ProposeRecovery': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeRecovery,
+                    request_deserializer=relay_dot_v1_dot_admin__pb2.ProposeRecoveryRequest.FromString,
+                    response_serializer=relay_dot_v1_dot_admin__pb2.ProposeRecoveryResponse.SerializeToString,
             ),
             'ApproveProposal': grpc.unary_unary_rpc_method_handler(
                     servicer.ApproveProposal,
@@ -417,6 +437,33 @@ class AdminService:
             '/relay.v1.AdminService/ProposeEndpointUpdate',
             relay_dot_v1_dot_admin__pb2.ProposeEndpointUpdateRequest.SerializeToString,
             relay_dot_v1_dot_admin__pb2.ProposeEndpointUpdateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeRecovery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relay.v1.AdminService/ProposeRecovery',
+            relay_dot_v1_dot_admin__pb2.ProposeRecoveryRequest.SerializeToString,
+            relay_dot_v1_dot_admin__pb2.ProposeRecoveryResponse.FromString,
             options,
             channel_credentials,
             insecure,
