@@ -495,3 +495,61 @@ def test_lease_failover_kill_and_pause(
     export = db.run(export_store(db.store, relay_key=relay_keys[setup.key_id]))
     report = verify_export(json.dumps(export).encode(), relay_key=relay_keys[setup.key_id])
     assert report.leaves >= 4 and report.checkpoints >= 1, report.lines
+
+
+def test_the_owners_pruning_keeps_what_another_replica_served(tmp_path: Path) -> None:
+    """Issue 4's pruning rule ("keeping what anchors recent evidence") across replicas: a
+    non-owner serves evidence at an old height and shares the note through the store; the
+    owner's pruning keeps that height while it deletes other old ones."""
+    world = make_world()
+    estate = next(c for c in world.chains if "realestate" in c)
+    chain = world.chains[estate]
+    asset = asset_of(world, estate)
+
+    async def body() -> None:
+        store = await SQLiteStore.open(tmp_path / "relay.db", clock=world.clock)
+        engines = []
+        for replica in ("replica-a", "replica-b"):
+            settings = fast_settings(lease_ttl_s=3600, replica_id=replica)
+            engine = await Engine.open(
+                settings=settings,
+                store=store,
+                signer=SIGNER,
+                adapters=world.factory(settings),
+                clock=world.clock,
+            )
+            engines.append(engine)
+        a, b = engines
+        try:
+            await a.register_chain(q_register(world, estate))
+            for _ in range(3):  # a (the owner) verifies a few more heights
+                chain.commit()
+                chain.commit()
+                world.clock.advance(1)
+                await a.sync_chain_once(estate)
+            await b.refresh_catalogue()
+            heights = [s.height for s in await store.list_consensus_states(estate)]
+            anchor, *middle, latest = heights
+            assert len(middle) >= 2, heights
+            served = middle[0]
+            world.clock.advance(100)  # the states are old now; b serves evidence at one
+            answer = await b.get_ownership(
+                q.GetOwnershipRequest(asset=asset, case_ref=ENGINE_CASE, at_height=served)
+            )
+            assert answer.evidence.height == served
+            await b.registry.get(estate).share_evidence_notes()
+            owner = a.registry.get(estate)
+            assert served not in owner.recent_evidence  # a never served it itself
+            # Prune as if the trusting period ended 50 s after the states, before the note.
+            now = world.clock() + owner.client.trusting_period_ns - 50 * 10**9
+            deleted = await owner.prune(now_ns=now)
+            left = [s.height for s in await store.list_consensus_states(estate)]
+            assert deleted >= 1 and served in left, (heights, left)
+            assert anchor in left and latest in left
+            assert set(middle[1:]) - set(left), (heights, left)  # unnoted old heights went
+        finally:
+            for engine in engines:
+                await engine.close()
+            await store.close()
+
+    asyncio.run(body())

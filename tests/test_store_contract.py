@@ -1337,3 +1337,30 @@ async def test_migration_6_keeps_every_proposal_and_decision_and_takes_recoverie
             )
     finally:
         await store.close()
+
+
+@run_async
+async def test_evidence_heights_are_shared_kept_latest_and_forgotten(backend: Backend) -> None:
+    """What replicas note as served evidence (issue 9): the latest time per height wins,
+    reads filter by time, old notes are forgotten, and bad notes are typed errors."""
+    store = await backend.open()
+    other = await second_writer(backend, store)
+    try:
+        await store.note_evidence_heights(CHAIN, {5: 1_000, 9: 3_000})
+        await other.note_evidence_heights(CHAIN, {5: 4_000, 7: 2_000})  # another replica
+        await other.note_evidence_heights(CHAIN, {9: 2_500})  # older: 9 stays at 3_000
+        await store.note_evidence_heights("another-chain", {5: 9_000})
+        await store.note_evidence_heights(CHAIN, {})
+        assert await store.evidence_heights(CHAIN, since_ns=0) == [5, 7, 9]
+        assert await store.evidence_heights(CHAIN, since_ns=3_000) == [5, 9]
+        assert await other.evidence_heights(CHAIN, since_ns=4_000) == [5]
+        assert await store.forget_evidence_heights(CHAIN, older_than_ns=3_000) == 1  # 7
+        assert await store.evidence_heights(CHAIN, since_ns=0) == [5, 9]
+        assert await store.evidence_heights("another-chain", since_ns=0) == [5]
+        for bad in ({-1: 5}, {5: -1}, {True: 5}, dict.fromkeys(range(10_001), 1)):
+            with pytest.raises(InvalidRecordError):
+                await store.note_evidence_heights(CHAIN, bad)  # type: ignore[arg-type]
+    finally:
+        if other is not store:
+            await other.close()
+        await store.close()

@@ -160,6 +160,8 @@ class ChainRuntime:
         self.recent_evidence: dict[int, int] = {}
         self._view: TrustedView | None = None
         self._inflight: dict[int, asyncio.Task[ConsensusStateRecord]] = {}
+        # Evidence heights not yet written to the store (share_evidence_notes).
+        self._unshared: dict[int, int] = {}
         # Verified states read for queries at a height, kept in memory so repeated queries
         # there skip the store's thread hop. A verified state never changes; only pruning
         # removes states, so it empties this and bumps the generation (a read that started
@@ -766,6 +768,7 @@ class ChainRuntime:
             return
         if self.status not in (ChainStatus.ACTIVE, ChainStatus.PENDING):
             return
+        await self.share_evidence_notes()
         try:
             await self.refresh_head()
         except RelayError as e:  # the adapter is down: the owner's sync reports it too
@@ -774,12 +777,30 @@ class ChainRuntime:
     # ------------------------------------------------------------------ pruning
 
     def note_evidence(self, height: int, *, now_ns: int) -> None:
-        """Remember that evidence rests on ``height`` (pruning keeps it a while)."""
+        """Remember that evidence rests on ``height`` (pruning keeps it a while). The note
+        also goes to the store at the next :meth:`share_evidence_notes`, so that the sync
+        owner, whichever replica it is, keeps the height too."""
         self.recent_evidence[height] = now_ns
         if len(self.recent_evidence) > 10_000:
             oldest = sorted(self.recent_evidence.items(), key=lambda kv: kv[1])[:5_000]
             for h, _ in oldest:
                 del self.recent_evidence[h]
+        if height not in self._unshared and len(self._unshared) >= 10_000:
+            return  # the store learns of it from the next evidence at that height
+        self._unshared[height] = now_ns
+
+    async def share_evidence_notes(self) -> None:
+        """Write the heights evidence was served at since the last call to the store (never
+        raises: a failed write is retried with the next notes)."""
+        if not self._unshared:
+            return
+        notes, self._unshared = self._unshared, {}
+        try:
+            await self.store.note_evidence_heights(self.chain_id, notes)
+        except StoreError as e:
+            log.warning("chain %s: sharing evidence heights failed: %s", self.chain_id, e)
+            for h, t in notes.items():
+                self._unshared.setdefault(h, t)
 
     async def prune(self, *, now_ns: int) -> int:
         """Delete consensus states older than the trusting period, keeping what recent
@@ -788,11 +809,16 @@ class ChainRuntime:
             return 0
         cutoff = now_ns - self.client.trusting_period_ns
         self.recent_evidence = {h: t for h, t in self.recent_evidence.items() if t >= cutoff}
+        # What every replica served evidence at (issue 9): shared through the store.
+        await self.share_evidence_notes()
+        shared = await self.store.evidence_heights(self.chain_id, since_ns=cutoff)
+        await self.store.forget_evidence_heights(self.chain_id, older_than_ns=cutoff)
+        keep = sorted({*self.recent_evidence, *shared})
         async with self.lock:
             self._states_generation += 1
             self._states.clear()
             deleted = await self.store.prune_consensus_states(
-                self.chain_id, older_than_ns=cutoff, keep_heights=list(self.recent_evidence)
+                self.chain_id, older_than_ns=cutoff, keep_heights=keep
             )
             self._states_generation += 1  # reads that ran during the prune: not remembered
             self._states.clear()

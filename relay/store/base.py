@@ -27,7 +27,7 @@ Invariants every implementation keeps (the contract suite checks them):
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -769,6 +769,17 @@ class Store(Protocol):
         those, so every remaining state still has a trust path to the anchor.
         """
 
+    async def note_evidence_heights(self, chain_id: str, heights: Mapping[int, int]) -> None:
+        """Record that evidence was served at each height (height -> time, ns), keeping the
+        latest time per height. Replicas call it for what they served, so the sync owner's
+        pruning keeps those heights too (issue 9)."""
+
+    async def evidence_heights(self, chain_id: str, *, since_ns: int) -> list[int]:
+        """Heights of ``chain_id`` evidence was served at since ``since_ns``, ascending."""
+
+    async def forget_evidence_heights(self, chain_id: str, *, older_than_ns: int) -> int:
+        """Drop evidence heights last used before ``older_than_ns``; return how many."""
+
     async def stats(self) -> StoreStats: ...
 
     # -- audit log (issue 7): append-only leaves and signed checkpoints
@@ -1004,6 +1015,22 @@ def check_keep_heights(keep_heights: Collection[int]) -> list[int]:
     out = sorted(set(keep_heights))
     for h in out:
         _check_int("keep height", h)
+    return out
+
+
+MAX_EVIDENCE_NOTES = 10_000
+
+
+def check_evidence_heights(heights: Mapping[int, int]) -> list[tuple[int, int]]:
+    """Validate (height -> time) notes of :meth:`Store.note_evidence_heights`."""
+    if len(heights) > MAX_EVIDENCE_NOTES:
+        raise InvalidRecordError(
+            f"at most {MAX_EVIDENCE_NOTES} evidence heights per call, got {len(heights)}"
+        )
+    out = sorted(heights.items())
+    for h, t in out:
+        _check_int("evidence height", h)
+        _check_int("evidence time", t)
     return out
 
 

@@ -24,7 +24,7 @@ or waits for it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from relay.store import migrations as _migrations
@@ -62,6 +62,7 @@ from relay.store.base import (
     chain_from_row,
     check_against_stored,
     check_chain_id,
+    check_evidence_heights,
     check_fence,
     check_height,
     check_keep_heights,
@@ -672,6 +673,49 @@ class PostgresStore:
                 chain_id,
                 older_than_ns,
                 sorted(roots),
+            )
+            return int(str(status).rsplit(" ", 1)[-1])
+
+        return await self._write(write)
+
+    async def note_evidence_heights(self, chain_id: str, heights: Mapping[int, int]) -> None:
+        check_chain_id(chain_id)
+        rows = [(chain_id, h, t) for h, t in check_evidence_heights(heights)]
+        if not rows:
+            return
+
+        async def write(conn: Conn) -> None:
+            await conn.executemany(
+                "INSERT INTO evidence_heights (chain_id, height, used_at_ns) VALUES ($1, $2, $3) "
+                "ON CONFLICT (chain_id, height) DO UPDATE SET "
+                "used_at_ns = greatest(evidence_heights.used_at_ns, excluded.used_at_ns)",
+                rows,
+            )
+
+        await self._write(write)
+
+    async def evidence_heights(self, chain_id: str, *, since_ns: int) -> list[int]:
+        check_chain_id(chain_id)
+
+        async def read(conn: Conn) -> list[int]:
+            rows = await conn.fetch(
+                "SELECT height FROM evidence_heights WHERE chain_id = $1 AND used_at_ns >= $2 "
+                "ORDER BY height",
+                chain_id,
+                int(since_ns),
+            )
+            return [int(r[0]) for r in rows]
+
+        return await self._read(read)
+
+    async def forget_evidence_heights(self, chain_id: str, *, older_than_ns: int) -> int:
+        check_chain_id(chain_id)
+
+        async def write(conn: Conn) -> int:
+            status = await conn.execute(
+                "DELETE FROM evidence_heights WHERE chain_id = $1 AND used_at_ns < $2",
+                chain_id,
+                int(older_than_ns),
             )
             return int(str(status).rsplit(" ", 1)[-1])
 

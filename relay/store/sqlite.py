@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -68,6 +68,7 @@ from relay.store.base import (
     chain_from_row,
     check_against_stored,
     check_chain_id,
+    check_evidence_heights,
     check_fence,
     check_height,
     check_keep_heights,
@@ -773,6 +774,47 @@ class SQLiteStore:
             deleted = int(conn.execute("SELECT changes()").fetchone()[0])
             conn.execute("DELETE FROM temp.prune_keep")
             return deleted
+
+        return await self._write(write)
+
+    async def note_evidence_heights(self, chain_id: str, heights: Mapping[int, int]) -> None:
+        check_chain_id(chain_id)
+        rows = [(chain_id, h, t) for h, t in check_evidence_heights(heights)]
+        if not rows:
+            return
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO evidence_heights (chain_id, height, used_at_ns) VALUES (?, ?, ?) "
+                "ON CONFLICT (chain_id, height) DO UPDATE SET "
+                "used_at_ns = max(used_at_ns, excluded.used_at_ns)",
+                rows,
+            )
+
+        await self._write(write)
+
+    async def evidence_heights(self, chain_id: str, *, since_ns: int) -> list[int]:
+        check_chain_id(chain_id)
+
+        def read(conn: sqlite3.Connection) -> list[int]:
+            rows = conn.execute(
+                "SELECT height FROM evidence_heights WHERE chain_id = ? AND used_at_ns >= ? "
+                "ORDER BY height",
+                (chain_id, int(since_ns)),
+            )
+            return [int(r[0]) for r in rows]
+
+        return await self._read(read)
+
+    async def forget_evidence_heights(self, chain_id: str, *, older_than_ns: int) -> int:
+        check_chain_id(chain_id)
+
+        def write(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "DELETE FROM evidence_heights WHERE chain_id = ? AND used_at_ns < ?",
+                (chain_id, int(older_than_ns)),
+            )
+            return int(cur.rowcount)
 
         return await self._write(write)
 
