@@ -326,8 +326,9 @@ def test_store_appends_at_the_next_or_given_index(tmp_path: Path) -> None:
 
 
 def test_served_judicial_chain_answers_with_proofs(tmp_path: Path) -> None:
-    """The demo's wiring: the judicial chain served with the partner AdapterService (TLS);
-    a reader with only its descriptor reads a checkpoint back and checks the proof."""
+    """The judicial chain served with the partner AdapterService over mutual TLS: a reader
+    without a client certificate is refused in the handshake; one with a certificate from
+    the client CA and only the descriptor reads a checkpoint back and checks the proof."""
     import grpc
     from google.protobuf import json_format
 
@@ -337,6 +338,7 @@ def test_served_judicial_chain_answers_with_proofs(tmp_path: Path) -> None:
 
     ca = TestCA.create("judicial test CA")
     server = ca.issue_server()
+    reader = ca.issue_client("clerk", organization="京0105", organizational_unit="court")
     descriptor_file = tmp_path / "judicial.json"
 
     async def go() -> None:
@@ -346,6 +348,7 @@ def test_served_judicial_chain_answers_with_proofs(tmp_path: Path) -> None:
             tls_cert=server.cert_pem,
             tls_key=server.key_pem,
             tls_ca=ca.cert_pem,
+            client_ca=ca.cert_pem,
             descriptor_out=descriptor_file,
         )
         try:
@@ -354,12 +357,23 @@ def test_served_judicial_chain_answers_with_proofs(tmp_path: Path) -> None:
                 checkpoint = await audit.checkpoint()
             descriptor = json_format.Parse(descriptor_file.read_text(), pb.ChainDescriptor())
             endpoint = descriptor.adapter
-            creds = grpc.ssl_channel_credentials(endpoint.ca_certificates_pem.encode())
-            async with grpc.aio.secure_channel(
-                endpoint.grpc_address.replace("127.0.0.1", "localhost"), creds
-            ) as channel:
+            address = endpoint.grpc_address.replace("127.0.0.1", "localhost")
+            key = checkpoint_key(checkpoint.size)
+            anonymous = grpc.ssl_channel_credentials(endpoint.ca_certificates_pem.encode())
+            async with grpc.aio.secure_channel(address, anonymous) as channel:
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await adapter_pb2_grpc.AdapterServiceStub(channel).Query(
+                        adapter_pb2.QueryRequest(query=adapter_pb2.DomainQuery(raw_key=key)),
+                        timeout=10,
+                    )
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            creds = grpc.ssl_channel_credentials(
+                endpoint.ca_certificates_pem.encode(),
+                private_key=reader.key_pem,
+                certificate_chain=reader.cert_pem,
+            )
+            async with grpc.aio.secure_channel(address, creds) as channel:
                 stub = adapter_pb2_grpc.AdapterServiceStub(channel)
-                key = checkpoint_key(checkpoint.size)
                 result = await stub.Query(
                     adapter_pb2.QueryRequest(query=adapter_pb2.DomainQuery(raw_key=key)),
                     timeout=10,

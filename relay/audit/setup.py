@@ -88,6 +88,12 @@ async def start_audit(
             tls_cert=sink_config.tls_cert.read_bytes() if sink_config.tls_cert else None,
             tls_key=sink_config.tls_key.read_bytes() if sink_config.tls_key else None,
             tls_ca=sink_config.tls_ca.read_bytes() if sink_config.tls_ca else None,
+            # Readers are courts and operators: the relay's own client CA vouches for them.
+            client_ca=(
+                config.tls.client_ca.read_bytes()
+                if config.tls is not None and config.tls.client_ca is not None
+                else None
+            ),
             descriptor_out=sink_config.descriptor_out,
         )
         sinks.append(judicial.sink)

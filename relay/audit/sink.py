@@ -103,12 +103,14 @@ async def start_judicial_chain(
     tls_cert: bytes | None = None,
     tls_key: bytes | None = None,
     tls_ca: bytes | None = None,
+    client_ca: bytes | None = None,
     descriptor_out: Path | None = None,
 ) -> JudicialChain:
     """Create the reference judicial chain (one genesis block) and, with ``listen``, serve
     its AdapterService there (TLS with ``tls_cert``/``tls_key``; readers trust ``tls_ca``,
-    default the certificate itself); with ``descriptor_out`` write its ChainDescriptor
-    (JSON) for relays and anchors files."""
+    default the certificate itself; with ``client_ca`` readers must present a certificate
+    issued by it: mutual TLS, as on every port of the relay but the health port); with
+    ``descriptor_out`` write its ChainDescriptor (JSON) for relays and anchors files."""
     from google.protobuf import json_format
 
     from relay.pb.relay.v1 import types_pb2 as pb
@@ -126,7 +128,11 @@ async def start_judicial_chain(
         if tls_cert is None or tls_key is None:
             raise ValueError("serving the judicial chain needs tls_cert and tls_key")
         running.server = await start_adapter_server(
-            PartnerAdapter(chain), listen=listen, tls_cert=tls_cert, tls_key=tls_key
+            PartnerAdapter(chain),
+            listen=listen,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            client_ca=client_ca,
         )
         host = listen.rpartition(":")[0].strip("[]")
         endpoint = pb.AdapterEndpoint(
