@@ -98,9 +98,19 @@ def _form(data: bytes | None = None, *, text: str | None = None) -> aiohttp.Form
 
 
 def test_page_over_http(tmp_path: Path) -> None:
+    import tempfile
+    import time
+
+    temp_root = Path(tempfile.gettempdir())
+    started = time.time()
+    uploaded_markers: list[bytes] = []
+
     async def main() -> None:
         before = set(tmp_path.rglob("*"))
         async with web_relay(tmp_path) as (r, base, files), https_session(r) as http:
+            for name in ("bft", "tlog"):
+                signature = json.loads(files[name])["relayAttestation"]["signature"]
+                uploaded_markers.append(signature.encode())
             async with http.get(base + "/") as resp:
                 assert resp.status == 200
                 page = await resp.text()
@@ -153,9 +163,13 @@ def test_page_over_http(tmp_path: Path) -> None:
                 assert resp.status == 413 and "data-verdict=too-large" in await resp.text()
             async with http.post(base + "/verify", data=_form()) as resp:
                 assert resp.status == 400 and "data-verdict=empty" in await resp.text()
-        # Nothing uploaded was written anywhere under the relay's directory.
+        # Nothing uploaded was written anywhere: no new file under the relay's directory
+        # looks like an upload, and no file written during the test, there or in the
+        # system's temporary directory (the store and its WAL included), holds the
+        # uploaded bundles' relay signatures (which nothing else on the machine stores).
         new = {p.name for p in set(tmp_path.rglob("*")) - before}
         assert not any(n.endswith(".json") or "evidence" in n for n in new), new
+        assert not _files_holding(uploaded_markers, since=started, roots=(tmp_path, temp_root))
 
     asyncio.run(main())
 
@@ -387,3 +401,21 @@ def test_page_in_headless_chromium(tmp_path: Path) -> None:
         assert all(p.stat().st_size > 1000 for p in shots.iterdir())
 
     asyncio.run(main())
+
+
+def _files_holding(markers: list[bytes], *, since: float, roots: tuple[Path, ...]) -> list[str]:
+    """Files under ``roots`` modified after ``since`` (at most 8 MiB each) that contain any
+    of ``markers``."""
+    found = []
+    for root in roots:
+        for path in root.rglob("*"):
+            try:
+                st = path.stat()
+                if not path.is_file() or st.st_mtime < since or st.st_size > 8 << 20:
+                    continue
+                data = path.read_bytes()
+            except OSError:  # another test's file came and went meanwhile
+                continue
+            if any(m in data for m in markers):
+                found.append(str(path))
+    return found
