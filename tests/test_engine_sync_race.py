@@ -8,6 +8,7 @@ header has the same time" froze a healthy chain (seen in tests/test_replicas_fai
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ async def test_a_height_committed_meanwhile_is_the_same_header(tmp_path: Path) -
         assert runtime.store is real
         assert found is not None and found.header_hash == stored.header_hash
         # A different header at that height is still a fork.
-        other = type(stored)(**{**_fields(stored), "header_hash": b"\x01" * 32})
+        other = dataclasses.replace(stored, header_hash=b"\x01" * 32)
         runtime.store = CommittedMeanwhile(real, stored.height)  # type: ignore[assignment]
         try:
             try:
@@ -66,9 +67,3 @@ async def test_a_height_committed_meanwhile_is_the_same_header(tmp_path: Path) -
                 raise AssertionError("a different header at a stored height was accepted")
         finally:
             runtime.store = real
-
-
-def _fields(record: Any) -> dict[str, Any]:
-    import dataclasses
-
-    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}

@@ -73,102 +73,77 @@ def _read_input(flag: str, path: str, *, limit: int, what: str) -> bytes:
     return data
 
 
-def _check_propose_inputs(args: argparse.Namespace) -> None:
-    """``relay admin propose``: the institution key, the descriptor and the endpoint file
-    must load before anything is signed or sent."""
+def _signed_proposal(args: argparse.Namespace) -> Any:
+    """The signed proposal ``relay admin propose`` sends, from its flags: the institution
+    key, the descriptor, endpoint or anchor file, each read and checked once before
+    anything is signed or sent. Raises _BadInput naming the flag, the file and why."""
     from google.protobuf import json_format
 
-    from relay.access.proposals import InstitutionSigner
+    from relay.access.proposals import InstitutionSigner, make_proposal, sign_proposal
     from relay.config import MAX_DESCRIPTOR_BYTES, ConfigError, parse_descriptor
-    from relay.pb.relay.v1 import types_pb2
+    from relay.pb.relay.v1 import admin_pb2, types_pb2
 
     key_file = args.signing_key
     _read_input("--signing-key", key_file, limit=4096, what="the institution key")
     try:
-        InstitutionSigner.from_seed_file(key_id=args.key_id, path=key_file)
+        signer = InstitutionSigner.from_seed_file(key_id=args.key_id, path=key_file)
     except (OSError, ValueError, TypeError):  # UnicodeDecodeError is a ValueError
         raise _BadInput(
             f"--signing-key {key_file}: not an institution key file (one line ed25519:HEX "
             "or sm2:HEX, as relay pki init writes)"
         ) from None
-    if args.descriptor:
+    if sum(map(bool, (args.descriptor, args.chain, args.recover))) != 1:
+        raise _BadInput(
+            "pass --descriptor FILE, --chain ID --endpoint FILE, or --recover ID --anchor FILE "
+            "--reason TEXT"
+        )
+    action: dict[str, Any]
+    if args.recover:
+        if not args.anchor or not args.reason:
+            raise _BadInput("--recover needs --anchor FILE and --reason TEXT")
+        anchor = _load_trust_anchor(args.anchor, chain_id=args.recover)
+        action = {
+            "recover": admin_pb2.RecoveryRequest(
+                chain_id=args.recover, new_anchor=anchor, reason=args.reason
+            )
+        }
+    elif args.descriptor:
         data = _read_input(
             "--descriptor", args.descriptor, limit=MAX_DESCRIPTOR_BYTES, what="the descriptor"
         )
         try:
-            parse_descriptor(data, source=f"--descriptor {args.descriptor}")
+            action = {"register": parse_descriptor(data, source=f"--descriptor {args.descriptor}")}
         except ConfigError as e:
             raise _BadInput("; ".join(e.problems)) from None
-    if args.endpoint:
+    else:
+        if not args.endpoint:
+            raise _BadInput("--chain needs --endpoint FILE (AdapterEndpoint JSON)")
         data = _read_input(
             "--endpoint", args.endpoint, limit=MAX_DESCRIPTOR_BYTES, what="the endpoint"
         )
         try:
-            json_format.Parse(data.decode("utf-8"), types_pb2.AdapterEndpoint())
+            endpoint = json_format.Parse(data.decode("utf-8"), types_pb2.AdapterEndpoint())
         except (json_format.ParseError, ValueError, RecursionError) as e:
             raise _BadInput(
                 f"--endpoint {args.endpoint}: not an AdapterEndpoint in proto JSON: {e}"
             ) from None
+        action = {
+            "update_endpoint": admin_pb2.EndpointUpdate(chain_id=args.chain, endpoint=endpoint)
+        }
+    proposal = make_proposal(
+        institution=args.institution, audience=args.audience, lifetime_s=args.lifetime, **action
+    )
+    return sign_proposal(proposal, signer)
 
 
 def _cmd_propose(args: argparse.Namespace, rpc: Callable[..., int]) -> int:
-    from google.protobuf import json_format
-
-    from relay.access.proposals import InstitutionSigner, make_proposal, sign_proposal
-    from relay.config import parse_descriptor
-    from relay.pb.relay.v1 import admin_pb2, admin_pb2_grpc, types_pb2
+    from relay.pb.relay.v1 import admin_pb2, admin_pb2_grpc
 
     try:
-        _check_propose_inputs(args)
+        signed = _signed_proposal(args)
     except _BadInput as e:
         print(f"relay: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    signer = InstitutionSigner.from_seed_file(key_id=args.key_id, path=args.signing_key)
-    if sum(map(bool, (args.descriptor, args.chain, args.recover))) != 1:
-        print(
-            "relay: error: pass --descriptor FILE, --chain ID --endpoint FILE, or --recover ID "
-            "--anchor FILE --reason TEXT",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    if args.recover:
-        if not args.anchor or not args.reason:
-            print("relay: error: --recover needs --anchor FILE and --reason TEXT", file=sys.stderr)
-            return EXIT_USAGE
-        try:
-            anchor = _load_trust_anchor(args.anchor, chain_id=args.recover)
-        except _BadInput as e:
-            print(f"relay: error: {e}", file=sys.stderr)
-            return EXIT_USAGE
-        proposal = make_proposal(
-            institution=args.institution,
-            audience=args.audience,
-            recover=admin_pb2.RecoveryRequest(
-                chain_id=args.recover, new_anchor=anchor, reason=args.reason
-            ),
-            lifetime_s=args.lifetime,
-        )
-    elif args.descriptor:
-        descriptor = parse_descriptor(Path(args.descriptor).read_bytes(), source=args.descriptor)
-        proposal = make_proposal(
-            institution=args.institution,
-            audience=args.audience,
-            register=descriptor,
-            lifetime_s=args.lifetime,
-        )
-    else:
-        if not args.endpoint:
-            print("relay: error: --chain needs --endpoint FILE (AdapterEndpoint JSON)",
-                  file=sys.stderr)  # fmt: skip
-            return EXIT_USAGE
-        endpoint = json_format.Parse(Path(args.endpoint).read_text(), types_pb2.AdapterEndpoint())
-        proposal = make_proposal(
-            institution=args.institution,
-            audience=args.audience,
-            update_endpoint=admin_pb2.EndpointUpdate(chain_id=args.chain, endpoint=endpoint),
-            lifetime_s=args.lifetime,
-        )
-    signed = sign_proposal(proposal, signer)
 
     def call(channel: Any) -> None:
         stub = admin_pb2_grpc.AdminServiceStub(channel)  # type: ignore[no-untyped-call]

@@ -234,17 +234,6 @@ class AuditInterceptor(PerMethodInterceptor):
         """Whether calls of ``method`` (a full RPC path) are recorded."""
         return method.startswith((QUERY_PREFIX, ADMIN_PREFIX))
 
-    async def record(
-        self,
-        method: str,
-        request: Message,
-        context: Any,
-        answers: list[Message],
-        error: BaseException | None,
-    ) -> None:
-        """Build the call's entry and return once it is committed (raises if it is not)."""
-        await self._record(method, request, context, answers, error)
-
     async def record_failed(
         self,
         method: str,
@@ -256,15 +245,11 @@ class AuditInterceptor(PerMethodInterceptor):
         """Record a call that failed with ``error``; a commit failure is only logged (the
         call fails anyway)."""
         try:
-            await self._record(method, request, context, answers, error)
+            await self.record(method, request, context, answers, error)
         except Exception:
             log.exception("audit entry for failed %s could not be committed", method)
 
-    async def fail(self, method: str, context: Any, error: BaseException) -> None:
-        """Abort a call whose entry could not be committed (it is not answered)."""
-        await self._fail(method, context, error)
-
-    async def _record(
+    async def record(
         self,
         method: str,
         request: Message,
@@ -272,6 +257,7 @@ class AuditInterceptor(PerMethodInterceptor):
         answers: list[Message],
         error: BaseException | None,
     ) -> None:
+        """Build the call's entry and return once it is committed (raises if it is not)."""
         entry, court = self.entry_for(
             method,
             request,
@@ -282,7 +268,8 @@ class AuditInterceptor(PerMethodInterceptor):
 
         await self._audit.append(entry, court=court)
 
-    async def _fail(self, method: str, context: Any, error: BaseException) -> None:
+    async def fail(self, method: str, context: Any, error: BaseException) -> None:
+        """Abort a call whose entry could not be committed (it is not answered)."""
         log.error("audit entry for %s could not be committed: %s", method, error)
         await abort(
             context,
@@ -308,9 +295,9 @@ class AuditInterceptor(PerMethodInterceptor):
                     await self.record_failed(method, request, context, [], e)
                     raise
                 try:
-                    await self._record(method, request, context, [result], None)
+                    await self.record(method, request, context, [result], None)
                 except Exception as e:
-                    await self._fail(method, context, e)
+                    await self.fail(method, context, e)
                 return result
 
             return grpc.unary_unary_rpc_method_handler(
@@ -330,9 +317,9 @@ class AuditInterceptor(PerMethodInterceptor):
                     await self.record_failed(method, request, context, items, e)
                     raise
                 try:
-                    await self._record(method, request, context, items, None)
+                    await self.record(method, request, context, items, None)
                 except Exception as e:
-                    await self._fail(method, context, e)
+                    await self.fail(method, context, e)
                 for item in items:
                     yield item
 
