@@ -406,16 +406,25 @@ def test_page_in_headless_chromium(tmp_path: Path) -> None:
 def _files_holding(markers: list[bytes], *, since: float, roots: tuple[Path, ...]) -> list[str]:
     """Files under ``roots`` modified after ``since`` (at most 8 MiB each) that contain any
     of ``markers``."""
+    import os
+    import stat
+
     found = []
     for root in roots:
-        for path in root.rglob("*"):
-            try:
-                st = path.stat()
-                if not path.is_file() or st.st_mtime < since or st.st_size > 8 << 20:
+        # os.walk, not rglob: other tests' directories come and go meanwhile (ignored).
+        for directory, _, names in os.walk(root, onerror=lambda _: None):
+            for name in names:
+                path = os.path.join(directory, name)
+                try:
+                    st = os.stat(path, follow_symlinks=False)
+                    if not stat.S_ISREG(st.st_mode) or st.st_mtime < since:
+                        continue
+                    if st.st_size > 8 << 20:
+                        continue
+                    with open(path, "rb") as f:
+                        data = f.read()
+                except OSError:  # another test's file came and went meanwhile
                     continue
-                data = path.read_bytes()
-            except OSError:  # another test's file came and went meanwhile
-                continue
-            if any(m in data for m in markers):
-                found.append(str(path))
+                if any(m in data for m in markers):
+                    found.append(path)
     return found
