@@ -52,6 +52,7 @@ from pydantic import (
 )
 
 from relay.pb.relay.v1 import types_pb2
+from relay.verify.structure import load_yaml, structure_problem
 
 if TYPE_CHECKING:
     from relay.engine.settings import EngineSettings
@@ -506,47 +507,6 @@ class RelayConfig(_Model):
 # ------------------------------------------------------------------------------- loading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML loader that refuses duplicate keys (PyYAML silently keeps the last one,
-    which would let a typo'd second ``tls:`` block override the first unnoticed)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node)
-        if not isinstance(key, str | int | float | bool) and key is not None:
-            raise yaml.constructor.ConstructorError(
-                None, None, "mapping keys must be scalars", key_node.start_mark
-            )
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen[key] = loader.construct_object(value_node, deep=True)
-    return seen
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
-
-
-def _depth(value: object, limit: int) -> bool:
-    """True when ``value`` nests no deeper than ``limit`` (iteratively: no recursion)."""
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return True
-
-
 def read_yaml(path: Path, *, max_bytes: int = MAX_CONFIG_BYTES) -> object:
     """Read one YAML document with size and depth limits. Raises ConfigError naming the file
     (and the line and column of a syntax error)."""
@@ -562,15 +522,18 @@ def read_yaml(path: Path, *, max_bytes: int = MAX_CONFIG_BYTES) -> object:
     except UnicodeDecodeError as e:
         raise ConfigError([f"{path}: not UTF-8 (byte {e.start})"]) from None
     try:
-        value = yaml.load(text, Loader=_UniqueKeyLoader)
+        value = load_yaml(text, aliases=True, string_keys=False, what="configuration files")
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
         raise ConfigError([f"{path}: {where}{e.problem or e.context}"]) from None
     except (yaml.YAMLError, RecursionError) as e:
         raise ConfigError([f"{path}: not valid YAML: {e}"]) from None
-    if not _depth(value, MAX_YAML_DEPTH):
-        raise ConfigError([f"{path}: nested deeper than {MAX_YAML_DEPTH} levels"])
+    except ValueError as e:  # e.g. an integer longer than Python converts (4300 digits)
+        raise ConfigError([f"{path}: a value cannot be read: {str(e)[:120]}"]) from None
+    problem = structure_problem(value, max_depth=MAX_YAML_DEPTH, max_values=max_bytes)
+    if problem is not None:
+        raise ConfigError([f"{path}: {problem}"])
     return value
 
 
@@ -818,7 +781,7 @@ def parse_descriptor(data: bytes, *, source: str) -> types_pb2.ChainDescriptor:
     if len(data) > MAX_DESCRIPTOR_BYTES:
         raise ConfigError([f"{source}: larger than {MAX_DESCRIPTOR_BYTES} bytes"])
     try:
-        value = yaml.load(data.decode("utf-8"), Loader=_UniqueKeyLoader)
+        value = load_yaml(data.decode("utf-8"), aliases=True, string_keys=False, what="descriptors")
     except UnicodeDecodeError as e:
         raise ConfigError([f"{source}: not UTF-8 (byte {e.start})"]) from None
     except yaml.MarkedYAMLError as e:
@@ -827,10 +790,13 @@ def parse_descriptor(data: bytes, *, source: str) -> types_pb2.ChainDescriptor:
         raise ConfigError([f"{source}: {where}{e.problem}"]) from None
     except (yaml.YAMLError, RecursionError) as e:
         raise ConfigError([f"{source}: not valid JSON or YAML: {e}"]) from None
+    except ValueError as e:  # e.g. an integer longer than Python converts (4300 digits)
+        raise ConfigError([f"{source}: a value cannot be read: {str(e)[:120]}"]) from None
     if not isinstance(value, dict):
         raise ConfigError([f"{source}: expected a ChainDescriptor object"])
-    if not _depth(value, MAX_YAML_DEPTH):
-        raise ConfigError([f"{source}: nested deeper than {MAX_YAML_DEPTH} levels"])
+    problem = structure_problem(value, max_depth=MAX_YAML_DEPTH, max_values=MAX_DESCRIPTOR_BYTES)
+    if problem is not None:
+        raise ConfigError([f"{source}: {problem}"])
     descriptor = types_pb2.ChainDescriptor()
     try:
         json_format.ParseDict(value, descriptor, ignore_unknown_fields=False)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import relay_cli
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from google.protobuf import json_format
@@ -365,3 +366,45 @@ def test_engine_settings_mapping_keeps_engine_defaults(tmp_path: Path) -> None:
     assert s.max_light_blocks_per_fetch == default.max_light_blocks_per_fetch
     plain = load_config(write(tmp_path, MINIMAL)).engine_settings(env={})
     assert plain == default
+
+
+# ------------------------------------------------------------------- YAML aliases
+
+
+def laughs(levels: int = 9, fan: int = 10) -> str:
+    """A few hundred bytes of nested YAML aliases that stand for fan**levels values."""
+    lines = ["l0: &l0 [" + ",".join(['"x"'] * fan) + "]"]
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * fan) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_expansion_is_refused_not_walked(tmp_path: Path) -> None:
+    # 10**9 values in 476 bytes: walking them (the depth check, then pydantic) used to hang
+    # `relay config validate` and `relay serve` on this file.
+    path = write(tmp_path, laughs() + "listen: {grpc: '127.0.0.1:1'}\n")
+    problems = validate_file(path)
+    assert len(problems) == 1 and "expands to more than" in problems[0], problems
+    assert problems[0].startswith(f"{path}: ")
+    with pytest.raises(ConfigError, match="expands to more than"):
+        parse_descriptor(laughs().encode(), source="laughs.yaml")
+
+
+def test_config_cli_refuses_alias_bomb_promptly(tmp_path: Path) -> None:
+    path = write(tmp_path, laughs() + "listen: {grpc: '127.0.0.1:1'}\n")
+    done = relay_cli("config", "validate", str(path), timeout=60)  # the old code never ended
+    assert done.returncode == 2, done
+    assert "expands to more than" in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_modest_aliases_still_load(tmp_path: Path) -> None:
+    # Anchors and aliases are ordinary YAML: an operator may name a value once and use it
+    # twice. Only expansion beyond the file's size budget is refused.
+    text = (
+        "listen: {grpc: '127.0.0.1:7443', health: '127.0.0.1:7080'}\n"
+        "signing: {algorithm: ed25519, key_id: &name relay-1, key_file: signing.key}\n"
+        "store: {path: relay.db, replica_id: *name}\n"
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.store.replica_id == "relay-1" and config.signing.key_id == "relay-1"

@@ -56,6 +56,7 @@ from relay.verify.evidence import (
     tendermint_options,
     tlog_config,
 )
+from relay.verify.structure import load_yaml, structure_problem
 
 ANCHORS_FORMAT: Final = "relay-anchors/1"
 MAX_ANCHORS_BYTES: Final = 16 << 20
@@ -203,51 +204,6 @@ def dump_anchors(anchors: AnchorSet) -> str:
 # --- loading ---------------------------------------------------------------------------------
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """Safe YAML without aliases (no shared or exponential structures) and without duplicate
-    keys (PyYAML would silently keep the last)."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise yaml.composer.ComposerError(
-                None, None, "aliases are not allowed in anchors files", event.start_mark
-            )
-        return super().compose_node(parent, index)
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    out: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node)
-        if not isinstance(key, str):
-            raise yaml.constructor.ConstructorError(
-                None, None, "mapping keys must be strings", key_node.start_mark
-            )
-        if key in out:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        out[key] = loader.construct_object(value_node, deep=True)
-    return out
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _depth_ok(value: object, limit: int) -> bool:
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return True
-
-
 def _load_yaml(data: bytes) -> object:
     if len(data) > MAX_ANCHORS_BYTES:
         raise LimitExceededError(
@@ -258,7 +214,7 @@ def _load_yaml(data: bytes) -> object:
     except UnicodeDecodeError as e:
         raise AnchorsFileError("", f"not UTF-8 (byte {e.start})") from None
     try:
-        value = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+        value = load_yaml(text, aliases=False, string_keys=True, what="anchors files")
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -267,7 +223,7 @@ def _load_yaml(data: bytes) -> object:
         raise AnchorsFileError("", f"not valid YAML ({type(e).__name__})") from None
     except ValueError as e:  # e.g. an integer longer than Python converts (4300 digits)
         raise AnchorsFileError("", f"a value cannot be read: {str(e)[:120]}") from None
-    if not _depth_ok(value, MAX_ANCHORS_DEPTH):
+    if structure_problem(value, max_depth=MAX_ANCHORS_DEPTH) is not None:
         raise LimitExceededError(
             "anchors file nests too deeply", length=MAX_ANCHORS_DEPTH + 1, limit=MAX_ANCHORS_DEPTH
         )

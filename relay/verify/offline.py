@@ -35,6 +35,7 @@ from relay.verify.evidence import (
     EvidenceReport,
     verify_evidence,
 )
+from relay.verify.structure import structure_problem
 
 MAX_JSON_DEPTH: Final = 64
 
@@ -50,19 +51,6 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise _DuplicateKeyError(f"duplicate key {key!r}")
         out[key] = value
     return out
-
-
-def _json_depth_ok(value: object, limit: int) -> bool:
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return True
 
 
 def _looks_like_json(data: bytes) -> bool:
@@ -94,7 +82,7 @@ def evidence_from_canonical_json(
         raise MalformedInputError("not JSON", detail=str(e)[:200]) from None
     if not isinstance(value, dict):
         raise MalformedInputError("evidence JSON must be an object")
-    if not _json_depth_ok(value, MAX_JSON_DEPTH):
+    if structure_problem(value, max_depth=MAX_JSON_DEPTH) is not None:
         raise LimitExceededError(
             "evidence JSON nests too deeply", length=MAX_JSON_DEPTH + 1, limit=MAX_JSON_DEPTH
         )
