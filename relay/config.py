@@ -459,7 +459,9 @@ class AuditSinkConfig(_Model):
 class AuditConfig(_Model):
     """The tamper-evident audit log (issue 7, relay/audit/): every query and admin call is
     recorded before it is answered; a checkpoint is signed every ``checkpoint_interval``
-    (when something was recorded) and published to ``sink`` (unset: stored only).
+    (when something was recorded) and published to ``sink`` (unset: stored only). Each
+    checkpoint re-reads the rows recorded since the last one; all rows are re-read every
+    ``full_verify_interval`` and at start-up.
     ``enabled: false`` is for benchmarks only."""
 
     enabled: bool = True
@@ -467,6 +469,9 @@ class AuditConfig(_Model):
     # Under load, audit commits (one fsync each) start at most this often; an idle relay
     # commits at once. Larger: fewer fsyncs per query, a little more latency.
     group_commit_window: Seconds = 0.015
+    # Every stored row is re-read and rehashed this often (at the next checkpoint after it);
+    # the checkpoints between re-read only the rows appended since the last check.
+    full_verify_interval: Seconds = 3600.0
     sink: AuditSinkConfig | None = None
 
 

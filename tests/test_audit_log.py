@@ -38,7 +38,7 @@ from relay.store import SQLiteStore, StoreIntegrityError
 from relay.testing.partners import BftPartnerChain
 from relay.verify.errors import MalformedInputError, SignatureError, VerificationError
 from relay.verify.merkle import ics23
-from relay.verify.merkle.rfc6962 import verify_consistency, verify_inclusion
+from relay.verify.merkle.rfc6962 import root_hash, verify_consistency, verify_inclusion
 
 SIGNER = RelaySigner.ed25519(key_id="relay-test-1", seed=bytes(range(32)))
 OTHER = RelaySigner.ed25519(key_id="relay-test-1", seed=bytes(32))
@@ -430,3 +430,119 @@ def test_stream_answers_are_recorded_before_the_first_item_is_sent(tmp_path: Pat
             assert len(value["evidence_digests"]) == 3
 
     run(go())
+
+
+# ------------------------------------------------------- checkpoint cost and chunked checks
+
+
+class CountingStore:
+    """The real SQLite store, counting the audit rows each read returns and the largest
+    read asked for (a unit-test proxy of the one store method the log reads rows with)."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self.rows_read = 0
+        self.largest_read = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def audit_leaves(self, **kwargs: Any) -> Any:
+        rows = await self._store.audit_leaves(**kwargs)
+        self.rows_read += len(rows)
+        self.largest_read = max(self.largest_read, len(rows))
+        return rows
+
+
+def test_checkpoints_reread_only_the_new_rows_and_full_checks_read_in_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import relay.audit.log as audit_log
+
+    monkeypatch.setattr(audit_log, "READ_CHUNK", 64)
+
+    async def main_() -> None:
+        store = await SQLiteStore.open(tmp_path / "relay.db")
+        counting = CountingStore(store)
+        audit = await AuditLog.open(store=counting, signer=SIGNER, full_verify_interval_s=3600)
+        try:
+            await asyncio.gather(*(audit.append(entry(i)) for i in range(500)))
+            first = await audit.checkpoint()
+            assert first.size == 500
+            # The first checkpoint re-read the 500 new rows, 64 at a time at most.
+            assert counting.rows_read == 500 and counting.largest_read == 64
+            counting.rows_read = 0
+            await asyncio.gather(*(audit.append(entry(i)) for i in range(500, 530)))
+            second = await audit.checkpoint()
+            # The next one re-reads the 30 rows appended since, not the 530 of the log...
+            assert second.size == 530 and counting.rows_read == 30
+            stored = [leaf.leaf_hash for leaf in await store.audit_leaves()]
+            assert second.root == root_hash(hasher=TREE_HASHER, leaf_hashes=stored)
+            # ...until a full check is due: then every row, in chunks.
+            audit._full_interval_s = 0.0
+            counting.rows_read = counting.largest_read = 0
+            await audit.append(entry(530))
+            third = await audit.checkpoint()
+            assert third.size == 531 and counting.rows_read == 531
+            assert counting.largest_read == 64
+            stored.append(TREE_HASHER.hash_leaf(entry(530)))
+            assert third.root == root_hash(hasher=TREE_HASHER, leaf_hashes=stored)
+        finally:
+            await audit.close()
+            await store.close()
+
+    run(main_())
+
+
+def test_rows_edited_while_running_are_caught_by_the_tail_or_the_full_check(
+    tmp_path: Path,
+) -> None:
+    async def main_() -> None:
+        async with opened(tmp_path, full_verify_interval_s=3600) as (store, audit):
+            await asyncio.gather(*(audit.append(entry(i)) for i in range(20)))
+            signed = await audit.checkpoint()
+            originals = [leaf.leaf_hash for leaf in await store.audit_leaves()]
+            # A row recorded after the last checkpoint, edited (entry and leaf hash
+            # together) before the next one: the tail check re-reads it and signs nothing.
+            await audit.append(entry(20))
+            tamper(
+                tmp_path,
+                "UPDATE audit_leaves SET entry = ?, leaf_hash = ? WHERE idx = 20",
+                entry(99),
+                TREE_HASHER.hash_leaf(entry(99)),
+            )
+            with pytest.raises(AuditIntegrityError, match="row 20"):
+                await audit.checkpoint()
+            assert [c.size for c in await store.audit_checkpoints()] == [signed.size]
+            tamper(
+                tmp_path,
+                "UPDATE audit_leaves SET entry = ?, leaf_hash = ? WHERE idx = 20",
+                entry(20),
+                TREE_HASHER.hash_leaf(entry(20)),
+            )
+            # Restored: a full check runs (the fault is outstanding) and passes.
+            restored = await audit.checkpoint()
+            assert restored.size == 21 and audit.integrity_error is None
+            # A row already checked and signed, edited now: the next checkpoint is still
+            # the root of the rows as they were recorded (it is built from the verified
+            # leaf hashes and must extend the signed ones)...
+            tamper(
+                tmp_path,
+                "UPDATE audit_leaves SET entry = ?, leaf_hash = ? WHERE idx = 3",
+                entry(98),
+                TREE_HASHER.hash_leaf(entry(98)),
+            )
+            await audit.append(entry(21))
+            later = await audit.checkpoint()
+            expected = [*originals, TREE_HASHER.hash_leaf(entry(20))]
+            expected.append(TREE_HASHER.hash_leaf(entry(21)))
+            assert later.root == root_hash(hasher=TREE_HASHER, leaf_hashes=expected)
+            # ...and the next full check reports the edit and signs nothing until restored.
+            audit._full_interval_s = 0.0
+            await audit.append(entry(22))
+            with pytest.raises(AuditIntegrityError, match="row 3"):
+                await audit.checkpoint()
+            assert audit.integrity_error is not None
+            assert (await store.audit_checkpoints())[-1].size == later.size
+
+    run(main_())

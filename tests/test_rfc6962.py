@@ -296,3 +296,21 @@ def test_fuzz_verifiers_only_raise_typed_errors(index, size, size1, leaf, proof,
     ):
         with contextlib.suppress(VerificationError):
             call()
+
+
+def test_frontier_root_equals_mth_for_every_size() -> None:
+    hashes = [RFC6962_SHA256.hash_leaf(bytes([i % 256, i // 256])) for i in range(300)]
+    frontier = rfc6962.MerkleFrontier(RFC6962_SHA256)
+    assert frontier.root() == rfc6962.root_hash(hasher=RFC6962_SHA256, leaf_hashes=[])
+    step = 1
+    while frontier.size < len(hashes):
+        part = hashes[frontier.size : frontier.size + step]
+        ahead = frontier.copy()
+        frontier.extend(part)
+        expected = rfc6962.root_hash(hasher=RFC6962_SHA256, leaf_hashes=hashes[: frontier.size])
+        assert frontier.root() == expected, frontier.size
+        assert ahead.size == frontier.size - len(part)  # a copy does not move with it
+        step = step % 7 + 1  # batches of 1..7 leaves, crossing every power of two
+    sm3 = rfc6962.MerkleFrontier(rfc6962.RFC6962_SM3)
+    sm3.extend(hashes[:5])
+    assert sm3.root() == rfc6962.root_hash(hasher=rfc6962.RFC6962_SM3, leaf_hashes=hashes[:5])

@@ -18,13 +18,21 @@ an inclusion or consistency proof (:meth:`AuditLog.refresh`) or a checkpoint, it
 rows other replicas appended since (the tail), rehashes them and chains them in; rows it
 had read or written itself must be unchanged.
 
-Integrity: at start-up and before every checkpoint the log re-reads every stored leaf,
-rehashes each entry, checks that indexes run 0..n-1 without a gap, that rows this replica
-already knew are unchanged and none is missing, and that the stored checkpoints' roots are
-the roots of that many rows. A deleted, inserted or edited row makes the check fail: the log
-reports it (logger ``relay.audit``, error level; metric if the metrics object has
-``record_audit_integrity_failure``) and refuses to sign any checkpoint until the rows are
-restored. Rows merely appended by other replicas after what this one knew are accepted.
+Integrity: at start-up, and then every ``full_verify_interval``, the log re-reads every
+stored leaf (in chunks of :data:`READ_CHUNK` rows, so memory stays bounded), rehashes each
+entry, checks that indexes run 0..n-1 without a gap, that rows this replica already knew are
+unchanged and none is missing, and that the stored checkpoints' roots are the roots of that
+many rows. Before every other checkpoint it does the same for the rows appended since the
+last check (the tail): what it signs is always rows it re-read, and the cost of a checkpoint
+follows the traffic since the last one, not the size of the log (the root comes from a
+:class:`~relay.verify.merkle.rfc6962.MerkleFrontier` of the verified prefix). A row edited
+after it was checked and signed cannot change any later checkpoint (those are computed from
+the verified leaf hashes in memory and must extend the signed ones); the next full check
+reports it, as ``relay audit verify`` does against the signed checkpoints at any time. A
+deleted, inserted or edited row makes a check fail: the log reports it (logger
+``relay.audit``, error level; metric if the metrics object has
+``record_audit_integrity_failure``) and refuses to sign any checkpoint until a full check
+passes again. Rows merely appended by other replicas after what this one knew are accepted.
 
 Checkpoints: one replica at a time signs, stores and publishes them, the holder of the
 audit lease (the store's sync lease mechanism under the name :data:`AUDIT_LEASE`, which no
@@ -47,6 +55,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,7 +69,12 @@ from relay.store.base import (
     LeaseLostError,
     StoreIntegrityError,
 )
-from relay.verify.merkle.rfc6962 import consistency_proof, inclusion_proof, root_hash
+from relay.verify.merkle.rfc6962 import (
+    MerkleFrontier,
+    consistency_proof,
+    inclusion_proof,
+    root_hash,
+)
 
 log = logging.getLogger("relay.audit")
 
@@ -68,6 +82,8 @@ AUDIT_LEASE = "relay/audit-checkpoints"
 """The lease name of the checkpoint signer. Chain ids are ``[A-Za-z0-9._-]`` only
 (relay.verify.anchors), so no chain's sync lease can have this name."""
 DEFAULT_LEASE_TTL_S = 15.0
+DEFAULT_FULL_VERIFY_INTERVAL_S = 3600.0
+READ_CHUNK = 10_000  # stored rows read and rehashed at a time
 _INLINE_ROWS = 256  # rehash at most this many rows on the event loop; more in a thread
 _CHECK_EACH = 4  # new checkpoints whose roots are each checked (more: the newest only)
 
@@ -119,17 +135,30 @@ def check_leaves(leaves: Sequence[AuditLeafRecord], *, start: int = 0) -> list[b
     return hashes
 
 
-def check_extends(hashes: Sequence[bytes], previous: AuditCheckpointRecord | None) -> None:
-    """Raise AuditIntegrityError unless the log ``hashes`` extends ``previous``."""
+def check_extends(
+    hashes: Sequence[bytes],
+    previous: AuditCheckpointRecord | None,
+    *,
+    size: int | None = None,
+    root_of: Callable[[int], bytes] | None = None,
+) -> None:
+    """Raise AuditIntegrityError unless the log ``hashes`` (its first ``size`` leaves, all
+    by default) extends ``previous``. ``root_of(n)``, when given, is the root of the first n
+    leaves (e.g. from a frontier) instead of a rehash."""
     if previous is None:
         return
-    if len(hashes) < previous.size:
+    n = len(hashes) if size is None else size
+    if n < previous.size:
         raise AuditIntegrityError(
-            f"the audit log has {len(hashes)} rows but checkpoint {previous.size} was signed "
+            f"the audit log has {n} rows but checkpoint {previous.size} was signed "
             "over more: rows were deleted",
-            index=len(hashes),
+            index=n,
         )
-    root = root_hash(hasher=TREE_HASHER, leaf_hashes=hashes[: previous.size])
+    root = (
+        root_of(previous.size)
+        if root_of is not None
+        else root_hash(hasher=TREE_HASHER, leaf_hashes=hashes[: previous.size])
+    )
     if root != previous.root:
         raise AuditIntegrityError(
             f"the first {previous.size} audit rows no longer have the root of the signed "
@@ -145,14 +174,17 @@ def check_known(
     known: Sequence[bytes],
     own: dict[int, bytes],
     complete: bool,
+    known_size: int | None = None,
 ) -> None:
     """Raise AuditIntegrityError unless the stored rows ``hashes`` (from index ``start``)
     agree with what this replica knew before reading them: ``known`` (the leaf hashes it
-    had read and checked, from index 0) and ``own`` (index -> leaf hash of the entries it
+    had read and checked, from index 0; only its first ``known_size`` when given, e.g. a
+    live list that grew during the read) and ``own`` (index -> leaf hash of the entries it
     appended itself). With ``complete`` (the read ran to the end of the log) a known row
     missing from it was deleted."""
+    known_len = len(known) if known_size is None else known_size
     end = start + len(hashes)
-    overlap = min(len(known), end) - start
+    overlap = min(known_len, end) - start
     if overlap > 0 and list(known[start : start + overlap]) != list(hashes[:overlap]):
         i = next(j for j in range(overlap) if known[start + j] != hashes[j])
         raise AuditIntegrityError(
@@ -161,9 +193,9 @@ def check_known(
             "replaced",
             index=start + i,
         )
-    if complete and len(known) > end:
+    if complete and known_len > end:
         raise AuditIntegrityError(
-            f"the audit log has {end} rows but this relay had read {len(known)} of it: rows "
+            f"the audit log has {end} rows but this relay had read {known_len} of it: rows "
             "were deleted",
             index=end,
         )
@@ -210,6 +242,7 @@ class AuditLog:
         max_batch: int = 500,
         replica_id: str | None = None,
         lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
+        full_verify_interval_s: float = DEFAULT_FULL_VERIFY_INTERVAL_S,
     ) -> None:
         self._store = store
         self._window_s = group_commit_window_s
@@ -227,6 +260,14 @@ class AuditLog:
         self._hashes: list[bytes] = []
         self._own: dict[int, bytes] = {}
         self._own_end = 0  # one past the greatest index this replica appended
+        # Rows [0, _checked) were re-read from the store and checked (a full check, then the
+        # tails before checkpoints); _hashes may run past it with this replica's own rows.
+        self._checked = 0
+        self._full_interval_s = full_verify_interval_s
+        self._full_at = -1e18  # loop time the last complete full check started
+        # The right edge of the tree over a prefix of _hashes (which only ever grows).
+        self._frontier = MerkleFrontier(TREE_HASHER)
+        self._frontier_lock = threading.Lock()  # roots are computed in worker threads
         self._checkpoints: list[AuditCheckpointRecord] = []  # checked against the rows
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -256,11 +297,13 @@ class AuditLog:
         group_commit_window_s: float = 0.0,
         replica_id: str | None = None,
         lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
+        full_verify_interval_s: float = DEFAULT_FULL_VERIFY_INTERVAL_S,
     ) -> AuditLog:
         """Load and check the stored log (a failed check is reported and blocks
         checkpoints; the relay still serves and keeps recording). With
         ``group_commit_window_s``, back-to-back commits start at most that often, so under
-        load each commit carries more entries; an idle log commits at once."""
+        load each commit carries more entries; an idle log commits at once. Every stored
+        row is re-read every ``full_verify_interval_s`` (at the next checkpoint after it)."""
         self = cls(
             store=store,
             signer=signer,
@@ -270,6 +313,7 @@ class AuditLog:
             group_commit_window_s=group_commit_window_s,
             replica_id=replica_id,
             lease_ttl_s=lease_ttl_s,
+            full_verify_interval_s=full_verify_interval_s,
         )
         await self.open_check()
         return self
@@ -348,58 +392,130 @@ class AuditLog:
         )
         return stored
 
+    def _root(
+        self, size: int, leaves: Callable[[int, int], Sequence[bytes]], *, advance: bool = False
+    ) -> bytes:
+        """MTH of the first ``size`` leaves of a log whose leaf hashes ``leaves(lo, hi)``
+        gives and whose prefix is this replica's verified log (the callers checked that
+        with check_known). From the frontier when it covers at most ``size`` leaves: only
+        the leaves past it are hashed, and with ``advance`` (``leaves`` reads ``_hashes``)
+        the frontier moves on to ``size``. Else by rehashing. Safe from worker threads."""
+        with self._frontier_lock:
+            if size >= self._frontier.size:
+                frontier = self._frontier if advance else self._frontier.copy()
+                frontier.extend(leaves(frontier.size, size))
+                return frontier.root()
+        return root_hash(hasher=TREE_HASHER, leaf_hashes=leaves(0, size))
+
     def _check_checkpoints(
-        self, hashes: Sequence[bytes], checkpoints: Sequence[AuditCheckpointRecord]
+        self,
+        size: int,
+        leaves: Callable[[int, int], Sequence[bytes]],
+        checkpoints: Sequence[AuditCheckpointRecord],
     ) -> None:
         """Raise AuditIntegrityError unless the newest of ``checkpoints`` and, when there are
-        a few only, each of them has the root of that many of ``hashes`` (a worker thread's
-        job: a root over every leaf per checkpoint). At start-up (every stored checkpoint
-        is new) the newest covers the rows below it; the older ones were checked when they
-        were signed, and ``relay audit verify`` checks them all."""
+        a few only, each of them has the root of that many of the ``size`` leaves
+        ``leaves(lo, hi)`` gives (a worker thread's job). At start-up (every stored
+        checkpoint is new) the newest covers the rows below it; the older ones were checked
+        when they were signed, and ``relay audit verify`` checks them all."""
         chosen = list(checkpoints) if len(checkpoints) <= _CHECK_EACH else list(checkpoints[-1:])
         for c in chosen:
-            check_extends(hashes, c)
+            check_extends((), c, size=size, root_of=lambda n: self._root(n, leaves))
 
     def _chain_checkpoints(self, checkpoints: Sequence[AuditCheckpointRecord]) -> None:
         for c in checkpoints:
             if self.latest is None or c.size > self.latest.size:
                 self._checkpoints.append(c)
 
-    async def verify_stored(self) -> list[bytes]:
-        """Re-read every stored row and check it against itself, against what this replica
-        had read or appended, and against the stored checkpoints; on success the in-memory
-        leaf hashes become the verified ones (rows other replicas appended are chained in).
-        Raises AuditIntegrityError (also reported)."""
+    async def _read_rows(self, start: int, end: int | None) -> list[bytes]:
+        """The leaf hashes of the stored rows from ``start`` (to ``end``, or to the end of
+        the log), read :data:`READ_CHUNK` rows at a time, each chunk rehashed and checked
+        (indexes contiguous from ``start``, stored leaf hash = hash of the entry; large
+        chunks in a worker thread). Raises AuditIntegrityError."""
+        hashes: list[bytes] = []
+        while end is None or start + len(hashes) < end:
+            first = start + len(hashes)
+            limit = READ_CHUNK if end is None else min(READ_CHUNK, end - first)
+            rows: list[AuditLeafRecord] = await self._store.audit_leaves(
+                start=first, end=end, limit=limit
+            )
+            if len(rows) > _INLINE_ROWS:
+                hashes.extend(await asyncio.to_thread(check_leaves, rows, start=first))
+            else:
+                hashes.extend(check_leaves(rows, start=first))
+            if len(rows) < limit:
+                break
+        return hashes
+
+    def _full_due(self) -> bool:
+        """Whether the next check must re-read every row: none has passed yet, the last
+        one found a fault (a checkpoint is signed only after a full check passes again), or
+        ``full_verify_interval`` has gone by."""
+        now = asyncio.get_running_loop().time()
+        return self.integrity_error is not None or now - self._full_at >= self._full_interval_s
+
+    async def _verify(self, *, full: bool) -> int:
+        """Re-read the stored rows (all of them with ``full``, else those from the checked
+        size on), check them against themselves, against what this replica had read or
+        appended and against the stored checkpoints; chain in rows other replicas
+        appended. Returns how many rows from index 0 are now checked. Raises
+        AuditIntegrityError (also reported)."""
         async with self._view_lock:
             loop = asyncio.get_running_loop()
             started = loop.time()
             try:
-                known = list(self._hashes)
+                start = 0 if full else min(self._checked, len(self._hashes))
+                # The live list: appends only grow it meanwhile; what was known before the
+                # read is its first known_size leaves.
+                known = self._hashes
+                known_size = len(known)
                 own = dict(self._own)
                 new = await self._new_checkpoints()
-                # Read after the checkpoints: every row a stored checkpoint covers is in it.
-                leaves = await self._store.audit_leaves()
                 previous = self.latest
+                # Read after the checkpoints: every row a stored checkpoint covers is in it.
+                tail = await self._read_rows(start, None)
+                end = start + len(tail)
 
-                def check() -> list[bytes]:
-                    hashes = check_leaves(leaves)
-                    check_known(hashes, start=0, known=known, own=own, complete=True)
-                    self._check_checkpoints(hashes, [*([previous] if previous else []), *new])
-                    return hashes
+                def leaves(lo: int, hi: int) -> list[bytes]:
+                    # The read log: known rows below ``start`` (unchanged, checked before),
+                    # then the rows just read.
+                    head = list(known[lo : min(hi, start)]) if lo < start else []
+                    return head + tail[max(lo, start) - start : hi - start]
 
-                # Rehashing every row takes long on a big log: in a worker thread, so the
-                # event loop keeps answering queries meanwhile.
-                hashes = await asyncio.to_thread(check)
-                self._absorb(hashes, start=0)
+                def check() -> None:
+                    check_known(
+                        tail, start=start, known=known, own=own, complete=True,
+                        known_size=known_size,
+                    )  # fmt: skip
+                    checkpoints = [*([previous] if previous and full else []), *new]
+                    self._check_checkpoints(end, leaves, checkpoints)
+
+                if len(tail) > _INLINE_ROWS or new:
+                    await asyncio.to_thread(check)
+                else:
+                    check()
+                self._absorb(tail, start=start)
             except AuditIntegrityError as e:
                 self._report(e)
                 raise
+            self._checked = max(self._checked, end) if not full else end
             self._chain_checkpoints(new)
             self._refreshed_at = started
-        if self.integrity_error is not None:
-            log.warning("audit log integrity restored (%d rows verify)", len(hashes))
-        self.integrity_error = None
-        return hashes
+            if full:
+                self._full_at = started
+        if full and self.integrity_error is not None:
+            log.warning("audit log integrity restored (%d rows verify)", end)
+            self.integrity_error = None
+        return end
+
+    async def verify_stored(self) -> list[bytes]:
+        """Re-read every stored row and check it against itself, against what this replica
+        had read or appended, and against the stored checkpoints; on success the in-memory
+        leaf hashes become the verified ones (rows other replicas appended are chained in)
+        and an earlier fault is cleared. Returns the verified leaf hashes. Raises
+        AuditIntegrityError (also reported)."""
+        size = await self._verify(full=True)
+        return self._hashes[:size]
 
     async def open_check(self) -> None:
         """verify_stored() that logs instead of raising (start-up)."""
@@ -421,20 +537,21 @@ class AuditLog:
             try:
                 new = await self._new_checkpoints()
                 start = len(self._hashes)
-                # The live list: appends only grow it past ``start`` meanwhile (check_known
-                # compares what overlaps the read; nothing before ``start`` changes).
+                # The live list: appends only grow it past ``start`` (check_known compares
+                # what overlaps the read; nothing before ``start`` changes).
                 known = self._hashes
                 own = dict(self._own)
                 target = max([c.size for c in new], default=0)
                 if full or target > start:
-                    leaves = await self._store.audit_leaves(
-                        start=start, end=None if full else target
-                    )
+                    hashes = await self._read_rows(start, None if full else target)
                 else:
-                    leaves = []
+                    hashes = []
 
-                def check() -> list[bytes]:
-                    hashes = check_leaves(leaves, start=start)
+                def leaves(lo: int, hi: int) -> list[bytes]:
+                    head = list(known[lo : min(hi, start)]) if lo < start else []
+                    return head + hashes[max(lo, start) - start : hi - start]
+
+                def check() -> None:
                     check_known(hashes, start=start, known=known, own=own, complete=False)
                     end = start + len(hashes)
                     lost = [i for i in own if i >= end] if full else []
@@ -445,14 +562,12 @@ class AuditLog:
                             index=min(lost),
                         )
                     if new:
-                        everything = [*known[:start], *hashes]
-                        self._check_checkpoints(everything, new)
-                    return hashes
+                        self._check_checkpoints(end, leaves, new)
 
-                if len(leaves) > _INLINE_ROWS or new:
-                    hashes = await asyncio.to_thread(check)
+                if len(hashes) > _INLINE_ROWS or new:
+                    await asyncio.to_thread(check)
                 else:
-                    hashes = check()
+                    check()
                 self._absorb(hashes, start=start)
             except AuditIntegrityError as e:
                 self._report(e)
@@ -608,18 +723,18 @@ class AuditLog:
                 )
             lease = self._lease
             await self.drain()
-            hashes = await self.verify_stored()
+            size = await self._verify(full=self._full_due())
             previous = self.latest
-            if previous is not None and previous.size == len(hashes):
+            if previous is not None and previous.size == size:
                 return previous
-            size = len(hashes)
+            hashes = self._hashes  # its first ``size`` leaves are the rows just checked
 
             def sign() -> tuple[bytes, bytes]:
-                root = root_hash(hasher=TREE_HASHER, leaf_hashes=hashes)
+                root = self._root(size, lambda lo, hi: hashes[lo:hi], advance=True)
                 return root, sign_checkpoint(self._signer, size=size, root=root)
 
-            # Off the event loop too (a root over every leaf, then a signature): periodic
-            # checkpoints must not hold up the queries being answered.
+            # Off the event loop too (the leaves since the last checkpoint, then a
+            # signature): periodic checkpoints must not hold up the queries being answered.
             root, note = await asyncio.to_thread(sign)
             now = self._clock()
             record = AuditCheckpointRecord(size=size, root=root, note=note, at_ns=now)

@@ -122,6 +122,7 @@ async def start_audit(
             group_commit_window_s=audit_config.group_commit_window,
             replica_id=config.store.replica_id or default_replica_id(),
             lease_ttl_s=config.store.lease_ttl,
+            full_verify_interval_s=audit_config.full_verify_interval,
         )
     except BaseException:
         # Start-up stops here (e.g. a tampered log): leave no judicial server listening.

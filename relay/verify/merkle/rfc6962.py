@@ -281,6 +281,51 @@ def root_hash(*, hasher: TreeHasher, leaf_hashes: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+class MerkleFrontier:
+    """The right edge of the RFC 6962 tree over a growing list of leaf hashes: the roots of
+    the perfect subtrees its first :attr:`size` leaves split into, largest first (a
+    "compact range" from index 0). Adding k leaves costs k hashes amortized, and the root
+    costs O(log n), so a log can sign checkpoints without rehashing the leaves it already
+    holds. :meth:`copy` gives an independent frontier (e.g. for the root of a larger
+    candidate size)."""
+
+    __slots__ = ("_hasher", "_stack", "size")
+
+    def __init__(self, hasher: TreeHasher) -> None:
+        self._hasher = hasher
+        self._stack: list[tuple[int, bytes]] = []  # (leaves below, subtree root)
+        self.size = 0
+
+    def copy(self) -> MerkleFrontier:
+        other = MerkleFrontier(self._hasher)
+        other._stack = list(self._stack)
+        other.size = self.size
+        return other
+
+    def extend(self, leaf_hashes: Sequence[bytes]) -> None:
+        """Add leaves after the :attr:`size` already added."""
+        h = self._hasher.hash_children
+        stack = self._stack
+        for leaf in leaf_hashes:
+            node, width = leaf, 1
+            while stack and stack[-1][0] == width:
+                node = h(stack.pop()[1], node)
+                width *= 2
+            stack.append((width, node))
+        self.size += len(leaf_hashes)
+
+    def root(self) -> bytes:
+        """MTH of the leaves added so far: the perfect subtrees folded from the right (the
+        largest power-of-two split of RFC 9162 2.1.1 at every level)."""
+        if not self._stack:
+            return self._hasher.empty_root()
+        h = self._hasher.hash_children
+        node = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            node = h(left, node)
+        return node
+
+
 def inclusion_proof(*, hasher: TreeHasher, leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
     """PATH(index, D[n]): the audit path of leaf ``index``. Requires 0 <= index < n."""
     n = len(leaf_hashes)
