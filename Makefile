@@ -37,7 +37,7 @@ proto: $(STAMP)
 
 # Benchmarks are not tests: they print measured rates and ratios against a floor measured
 # in the same run. Each can also be run alone: make bench-proofs, bench-lightclient, ...
-BENCHES := proofs lightclient checkpoints query store replicas scale
+BENCHES := proofs lightclient checkpoints query store replicas scale audit
 
 bench: $(addprefix bench-,$(BENCHES))
 

@@ -298,19 +298,41 @@ def test_fuzz_verifiers_only_raise_typed_errors(index, size, size1, leaf, proof,
             call()
 
 
-def test_frontier_root_equals_mth_for_every_size() -> None:
-    hashes = [RFC6962_SHA256.hash_leaf(bytes([i % 256, i // 256])) for i in range(300)]
-    frontier = rfc6962.MerkleFrontier(RFC6962_SHA256)
-    assert frontier.root() == rfc6962.root_hash(hasher=RFC6962_SHA256, leaf_hashes=[])
-    step = 1
-    while frontier.size < len(hashes):
-        part = hashes[frontier.size : frontier.size + step]
-        ahead = frontier.copy()
-        frontier.extend(part)
-        expected = rfc6962.root_hash(hasher=RFC6962_SHA256, leaf_hashes=hashes[: frontier.size])
-        assert frontier.root() == expected, frontier.size
-        assert ahead.size == frontier.size - len(part)  # a copy does not move with it
-        step = step % 7 + 1  # batches of 1..7 leaves, crossing every power of two
-    sm3 = rfc6962.MerkleFrontier(rfc6962.RFC6962_SM3)
-    sm3.extend(hashes[:5])
-    assert sm3.root() == rfc6962.root_hash(hasher=rfc6962.RFC6962_SM3, leaf_hashes=hashes[:5])
+def test_merkle_tree_matches_the_list_functions() -> None:
+    import random
+
+    rng = random.Random(6962)
+    hashes = [RFC6962_SHA256.hash_leaf(i.to_bytes(4, "big")) for i in range(1300)]
+    tree = rfc6962.MerkleTree(RFC6962_SHA256)
+    assert tree.root() == rfc6962.root_hash(hasher=RFC6962_SHA256, leaf_hashes=[])
+    # Grown in uneven batches across 256, 512 and 1024 (kept roots written meanwhile).
+    while len(tree) < len(hashes):
+        tree.extend(hashes[len(tree) : len(tree) + rng.randint(1, 97)])
+        n = len(tree)
+        assert tree[:n] == hashes[:n] and tree[n - 1] == hashes[n - 1]
+        assert tree.root() == rfc6962.root_hash(hasher=RFC6962_SHA256, leaf_hashes=hashes[:n])
+    sizes = [1, 2, 3, 255, 256, 257, 511, 512, 513, 1024, 1025, 1299, 1300]
+    sizes += [rng.randint(1, 1300) for _ in range(20)]
+    for size in sizes:
+        leaves = hashes[:size]
+        assert tree.root(size) == rfc6962.root_hash(hasher=RFC6962_SHA256, leaf_hashes=leaves)
+        for index in {0, size - 1, size // 2, rng.randrange(size)}:
+            assert tree.inclusion_proof(index, size) == rfc6962.inclusion_proof(
+                hasher=RFC6962_SHA256, leaf_hashes=leaves, index=index
+            ), (size, index)
+        for size1 in {1, size, max(1, size // 2), rng.randint(1, size)}:
+            assert tree.consistency_proof(size1, size) == rfc6962.consistency_proof(
+                hasher=RFC6962_SHA256, leaf_hashes=leaves, size1=size1
+            ), (size1, size)
+        # Leaves past what the tree holds, given beside it.
+        held = rng.randint(0, size)
+        partial = rfc6962.MerkleTree(RFC6962_SHA256, hashes[:held])
+        assert partial.root_with(size, held=held, more=hashes[held:size]) == tree.root(size)
+    with pytest.raises(rfc6962.InvalidProofError):
+        tree.inclusion_proof(5, 1301)
+    with pytest.raises(rfc6962.InvalidProofError):
+        tree.consistency_proof(0, 10)
+    with pytest.raises(rfc6962.MalformedInputError):
+        tree.append(b"short")
+    sm3 = rfc6962.MerkleTree(rfc6962.RFC6962_SM3, hashes[:300])
+    assert sm3.root() == rfc6962.root_hash(hasher=rfc6962.RFC6962_SM3, leaf_hashes=hashes[:300])

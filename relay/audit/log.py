@@ -24,8 +24,8 @@ entry, checks that indexes run 0..n-1 without a gap, that rows this replica alre
 unchanged and none is missing, and that the stored checkpoints' roots are the roots of that
 many rows. Before every other checkpoint it does the same for the rows appended since the
 last check (the tail): what it signs is always rows it re-read, and the cost of a checkpoint
-follows the traffic since the last one, not the size of the log (the root comes from a
-:class:`~relay.verify.merkle.rfc6962.MerkleFrontier` of the verified prefix). A row edited
+follows the traffic since the last one, not the size of the log (the root comes from the
+subtree roots a :class:`~relay.verify.merkle.rfc6962.MerkleTree` keeps). A row edited
 after it was checked and signed cannot change any later checkpoint (those are computed from
 the verified leaf hashes in memory and must extend the signed ones); the next full check
 reports it, as ``relay audit verify`` does against the signed checkpoints at any time. A
@@ -45,7 +45,9 @@ and handed to every configured :class:`AuditSink`.
 
 Proofs: RFC 6962 / RFC 9162 section 2.1 inclusion and consistency proofs
 (relay.verify.merkle.rfc6962), computed from the leaf hashes held in memory, which are
-exactly the verified stored ones.
+exactly the verified stored ones: a MerkleTree (32 bytes a leaf, and the roots of its
+complete subtrees of 256 leaves and more), so a proof costs O(log n) kept roots, not a
+rehash of the log.
 """
 
 from __future__ import annotations
@@ -55,7 +57,6 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -69,12 +70,7 @@ from relay.store.base import (
     LeaseLostError,
     StoreIntegrityError,
 )
-from relay.verify.merkle.rfc6962 import (
-    MerkleFrontier,
-    consistency_proof,
-    inclusion_proof,
-    root_hash,
-)
+from relay.verify.merkle.rfc6962 import MerkleTree, root_hash
 
 log = logging.getLogger("relay.audit")
 
@@ -144,7 +140,7 @@ def check_extends(
 ) -> None:
     """Raise AuditIntegrityError unless the log ``hashes`` (its first ``size`` leaves, all
     by default) extends ``previous``. ``root_of(n)``, when given, is the root of the first n
-    leaves (e.g. from a frontier) instead of a rehash."""
+    leaves (e.g. from a MerkleTree's kept subtree roots) instead of a rehash."""
     if previous is None:
         return
     n = len(hashes) if size is None else size
@@ -257,7 +253,7 @@ class AuditLog:
         self.lease_ttl_s = lease_ttl_s
         # The verified stored log from index 0 (as far as this replica has read it), and
         # this replica's own committed entries past it (index -> leaf hash).
-        self._hashes: list[bytes] = []
+        self._hashes = MerkleTree(TREE_HASHER)
         self._own: dict[int, bytes] = {}
         self._own_end = 0  # one past the greatest index this replica appended
         # Rows [0, _checked) were re-read from the store and checked (a full check, then the
@@ -265,9 +261,6 @@ class AuditLog:
         self._checked = 0
         self._full_interval_s = full_verify_interval_s
         self._full_at = -1e18  # loop time the last complete full check started
-        # The right edge of the tree over a prefix of _hashes (which only ever grows).
-        self._frontier = MerkleFrontier(TREE_HASHER)
-        self._frontier_lock = threading.Lock()  # roots are computed in worker threads
         self._checkpoints: list[AuditCheckpointRecord] = []  # checked against the rows
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -392,35 +385,20 @@ class AuditLog:
         )
         return stored
 
-    def _root(
-        self, size: int, leaves: Callable[[int, int], Sequence[bytes]], *, advance: bool = False
-    ) -> bytes:
-        """MTH of the first ``size`` leaves of a log whose leaf hashes ``leaves(lo, hi)``
-        gives and whose prefix is this replica's verified log (the callers checked that
-        with check_known). From the frontier when it covers at most ``size`` leaves: only
-        the leaves past it are hashed, and with ``advance`` (``leaves`` reads ``_hashes``)
-        the frontier moves on to ``size``. Else by rehashing. Safe from worker threads."""
-        with self._frontier_lock:
-            if size >= self._frontier.size:
-                frontier = self._frontier if advance else self._frontier.copy()
-                frontier.extend(leaves(frontier.size, size))
-                return frontier.root()
-        return root_hash(hasher=TREE_HASHER, leaf_hashes=leaves(0, size))
-
     def _check_checkpoints(
         self,
         size: int,
-        leaves: Callable[[int, int], Sequence[bytes]],
+        root_of: Callable[[int], bytes],
         checkpoints: Sequence[AuditCheckpointRecord],
     ) -> None:
         """Raise AuditIntegrityError unless the newest of ``checkpoints`` and, when there are
-        a few only, each of them has the root of that many of the ``size`` leaves
-        ``leaves(lo, hi)`` gives (a worker thread's job). At start-up (every stored
-        checkpoint is new) the newest covers the rows below it; the older ones were checked
-        when they were signed, and ``relay audit verify`` checks them all."""
+        a few only, each of them has the root ``root_of(n)`` of the first n of the ``size``
+        rows read (a worker thread's job). At start-up (every stored checkpoint is new) the
+        newest covers the rows below it; the older ones were checked when they were signed,
+        and ``relay audit verify`` checks them all."""
         chosen = list(checkpoints) if len(checkpoints) <= _CHECK_EACH else list(checkpoints[-1:])
         for c in chosen:
-            check_extends((), c, size=size, root_of=lambda n: self._root(n, leaves))
+            check_extends((), c, size=size, root_of=root_of)
 
     def _chain_checkpoints(self, checkpoints: Sequence[AuditCheckpointRecord]) -> None:
         for c in checkpoints:
@@ -476,11 +454,10 @@ class AuditLog:
                 tail = await self._read_rows(start, None)
                 end = start + len(tail)
 
-                def leaves(lo: int, hi: int) -> list[bytes]:
-                    # The read log: known rows below ``start`` (unchanged, checked before),
-                    # then the rows just read.
-                    head = list(known[lo : min(hi, start)]) if lo < start else []
-                    return head + tail[max(lo, start) - start : hi - start]
+                def root_of(n: int) -> bytes:
+                    # The read log: the known rows below ``start`` (checked before, and
+                    # unchanged since: only appended to), then the rows just read.
+                    return known.root_with(n, held=start, more=tail)
 
                 def check() -> None:
                     check_known(
@@ -488,7 +465,7 @@ class AuditLog:
                         known_size=known_size,
                     )  # fmt: skip
                     checkpoints = [*([previous] if previous and full else []), *new]
-                    self._check_checkpoints(end, leaves, checkpoints)
+                    self._check_checkpoints(end, root_of, checkpoints)
 
                 if len(tail) > _INLINE_ROWS or new:
                     await asyncio.to_thread(check)
@@ -547,9 +524,8 @@ class AuditLog:
                 else:
                     hashes = []
 
-                def leaves(lo: int, hi: int) -> list[bytes]:
-                    head = list(known[lo : min(hi, start)]) if lo < start else []
-                    return head + hashes[max(lo, start) - start : hi - start]
+                def root_of(n: int) -> bytes:
+                    return known.root_with(n, held=start, more=hashes)
 
                 def check() -> None:
                     check_known(hashes, start=start, known=known, own=own, complete=False)
@@ -562,7 +538,7 @@ class AuditLog:
                             index=min(lost),
                         )
                     if new:
-                        self._check_checkpoints(end, leaves, new)
+                        self._check_checkpoints(end, root_of, new)
 
                 if len(hashes) > _INLINE_ROWS or new:
                     await asyncio.to_thread(check)
@@ -727,10 +703,10 @@ class AuditLog:
             previous = self.latest
             if previous is not None and previous.size == size:
                 return previous
-            hashes = self._hashes  # its first ``size`` leaves are the rows just checked
+            tree = self._hashes  # its first ``size`` leaves are the rows just checked
 
             def sign() -> tuple[bytes, bytes]:
-                root = self._root(size, lambda lo, hi: hashes[lo:hi], advance=True)
+                root = tree.root(size)
                 return root, sign_checkpoint(self._signer, size=size, root=root)
 
             # Off the event loop too (the leaves since the last checkpoint, then a
@@ -826,26 +802,24 @@ class AuditLog:
         :meth:`refresh` first to see the ones other replicas stored)."""
         return self._checkpoint_for(size)
 
-    def _leaves_for(self, checkpoint: AuditCheckpointRecord) -> list[bytes]:
+    def _held(self, checkpoint: AuditCheckpointRecord) -> int:
         if len(self._hashes) < checkpoint.size:  # not caught up (refresh was not called)
             raise LookupError(
                 f"this relay has read {len(self._hashes)} audit rows, fewer than checkpoint "
                 f"{checkpoint.size} covers; retry"
             )
-        return self._hashes[: checkpoint.size]
+        return checkpoint.size
 
     def inclusion(
         self, index: int, *, tree_size: int = 0
     ) -> tuple[list[bytes], AuditCheckpointRecord]:
         """The inclusion proof of leaf ``index`` against the checkpoint of ``tree_size``
-        (0: the newest). LookupError / IndexError when there is none."""
+        (0: the newest). LookupError / IndexError when there is none. O(log n) kept
+        subtree roots (relay.verify.merkle.rfc6962.MerkleTree), not a rehash of the log."""
         checkpoint = self._checkpoint_for(tree_size)
         if not 0 <= index < checkpoint.size:
             raise IndexError(f"entry {index} is not covered by checkpoint {checkpoint.size}")
-        proof = inclusion_proof(
-            hasher=TREE_HASHER, leaf_hashes=self._leaves_for(checkpoint), index=index
-        )
-        return proof, checkpoint
+        return self._hashes.inclusion_proof(index, self._held(checkpoint)), checkpoint
 
     def consistency(
         self, first_size: int, second_size: int = 0
@@ -857,9 +831,7 @@ class AuditLog:
             raise IndexError(f"checkpoint {first.size} is newer than checkpoint {second.size}")
         if first is None or first.size == second.size:
             return first, second, []
-        proof = consistency_proof(
-            hasher=TREE_HASHER, leaf_hashes=self._leaves_for(second), size1=first.size
-        )
+        proof = self._hashes.consistency_proof(first.size, self._held(second))
         return first, second, proof
 
     async def leaves(

@@ -13,7 +13,8 @@ and tests that need a reference.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import overload
 
 from relay.verify.errors import InvalidProofError, MalformedInputError, RootMismatchError
 from relay.verify.hashing import SHA256, SM3, Hasher
@@ -281,49 +282,171 @@ def root_hash(*, hasher: TreeHasher, leaf_hashes: Sequence[bytes]) -> bytes:
     return level[0]
 
 
-class MerkleFrontier:
-    """The right edge of the RFC 6962 tree over a growing list of leaf hashes: the roots of
-    the perfect subtrees its first :attr:`size` leaves split into, largest first (a
-    "compact range" from index 0). Adding k leaves costs k hashes amortized, and the root
-    costs O(log n), so a log can sign checkpoints without rehashing the leaves it already
-    holds. :meth:`copy` gives an independent frontier (e.g. for the root of a larger
-    candidate size)."""
+_KEPT_LEVEL = 8  # complete subtrees of 2**8 = 256 leaves and more keep their roots
 
-    __slots__ = ("_hasher", "_stack", "size")
 
-    def __init__(self, hasher: TreeHasher) -> None:
+class MerkleTree(Sequence[bytes]):
+    """An append-only RFC 6962 tree held in memory: its leaf hashes (one bytearray, a
+    digest per leaf) and the root of every complete aligned subtree of 256 leaves or more.
+    Roots of any size and inclusion and consistency proofs then cost O(log n) kept roots
+    plus at most a few subtrees of under 256 leaves hashed, whatever n is (the list
+    functions above rehash all n leaves); appending k leaves costs about k hashes.
+
+    Reads as a sequence of leaf hashes: ``len(tree)``, ``tree[i]`` (bytes), ``tree[a:b]``
+    (a list). Readers in other threads may run while the owner appends (each read sees a
+    prefix; a kept root not yet written is computed from its halves)."""
+
+    __slots__ = ("_data", "_hasher", "_levels", "_width")
+
+    def __init__(self, hasher: TreeHasher, leaf_hashes: Iterable[bytes] = ()) -> None:
         self._hasher = hasher
-        self._stack: list[tuple[int, bytes]] = []  # (leaves below, subtree root)
-        self.size = 0
+        self._width = hasher.digest_size
+        self._data = bytearray()
+        # _levels[j][i]: root of leaves [i * 2**(8+j), (i + 1) * 2**(8+j)).
+        self._levels: list[list[bytes]] = []
+        self.extend(leaf_hashes)
 
-    def copy(self) -> MerkleFrontier:
-        other = MerkleFrontier(self._hasher)
-        other._stack = list(self._stack)
-        other.size = self.size
-        return other
+    def __len__(self) -> int:
+        return len(self._data) // self._width
 
-    def extend(self, leaf_hashes: Sequence[bytes]) -> None:
-        """Add leaves after the :attr:`size` already added."""
-        h = self._hasher.hash_children
-        stack = self._stack
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        w = self._width
+        if isinstance(index, slice):
+            a, b, step = index.indices(len(self))
+            if step != 1:
+                return [self[i] for i in range(a, b, step)]
+            chunk = bytes(self._data[a * w : max(a, b) * w])
+            return [chunk[i : i + w] for i in range(0, len(chunk), w)]
+        n = len(self)
+        i = index + n if index < 0 else index
+        if not 0 <= i < n:
+            raise IndexError("leaf index out of range")
+        return bytes(self._data[i * w : (i + 1) * w])
+
+    def append(self, leaf_hash: bytes) -> None:
+        self.extend((leaf_hash,))
+
+    def extend(self, leaf_hashes: Iterable[bytes]) -> None:
+        """Add leaf hashes (each ``digest_size`` bytes) after the last."""
+        w = self._width
+        chunk = 1 << _KEPT_LEVEL
         for leaf in leaf_hashes:
-            node, width = leaf, 1
-            while stack and stack[-1][0] == width:
-                node = h(stack.pop()[1], node)
-                width *= 2
-            stack.append((width, node))
-        self.size += len(leaf_hashes)
+            if len(leaf) != w:
+                raise MalformedInputError("leaf hash has the wrong length", length=len(leaf))
+            self._data += leaf
+            n = len(self._data) // w
+            if n % chunk:
+                continue
+            # A subtree of 256 leaves is complete: keep its root, then every larger
+            # complete subtree it finishes.
+            node = root_hash(hasher=self._hasher, leaf_hashes=self[n - chunk : n])
+            level = 0
+            while True:
+                if len(self._levels) == level:
+                    self._levels.append([])
+                kept = self._levels[level]
+                kept.append(node)
+                if len(kept) % 2:
+                    break
+                node = self._hasher.hash_children(kept[-2], kept[-1])
+                level += 1
 
-    def root(self) -> bytes:
-        """MTH of the leaves added so far: the perfect subtrees folded from the right (the
-        largest power-of-two split of RFC 9162 2.1.1 at every level)."""
-        if not self._stack:
+    def _perfect(self, lo: int, n: int) -> bytes:
+        """Root of the complete aligned subtree of ``n`` (a power of two) leaves at ``lo``."""
+        if n >= 1 << _KEPT_LEVEL:
+            level = n.bit_length() - 1 - _KEPT_LEVEL
+            if level < len(self._levels) and lo // n < len(self._levels[level]):
+                return self._levels[level][lo // n]
+            half = n // 2  # being appended right now: from its halves
+            return self._hasher.hash_children(
+                self._perfect(lo, half), self._perfect(lo + half, half)
+            )
+        return root_hash(hasher=self._hasher, leaf_hashes=self[lo : lo + n])
+
+    def _mth(self, lo: int, hi: int) -> bytes:
+        """MTH(D[lo:hi]) for a node of the RFC 9162 2.1.1 recursion (lo aligned to the
+        largest power of two below hi - lo, as every such node is)."""
+        n = hi - lo
+        if n == 0:
             return self._hasher.empty_root()
-        h = self._hasher.hash_children
-        node = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
-            node = h(left, node)
-        return node
+        if n & (n - 1) == 0:
+            return self._perfect(lo, n)
+        k = _split(n)
+        return self._hasher.hash_children(self._mth(lo, lo + k), self._mth(lo + k, hi))
+
+    def _size(self, size: int | None) -> int:
+        n = len(self)
+        if size is None:
+            return n
+        if not 0 <= size <= n:
+            raise InvalidProofError("tree size is beyond the leaves held", size=size, held=n)
+        return size
+
+    def root(self, size: int | None = None) -> bytes:
+        """MTH of the first ``size`` leaves (all by default)."""
+        return self._mth(0, self._size(size))
+
+    def root_with(self, size: int, *, held: int, more: Sequence[bytes]) -> bytes:
+        """MTH of a tree whose first ``held`` leaves are this one's and whose next ones are
+        ``more`` (e.g. leaves just read, not yet appended), over its first ``size``
+        leaves. Only the nodes reaching past ``held`` are rehashed."""
+        held = self._size(held)
+        if not 0 <= size <= held + len(more):
+            raise InvalidProofError("tree size is beyond the leaves given", size=size)
+
+        def mth(lo: int, hi: int) -> bytes:
+            if hi <= held:
+                return self._mth(lo, hi)
+            if lo >= held:
+                return root_hash(hasher=self._hasher, leaf_hashes=more[lo - held : hi - held])
+            k = _split(hi - lo)
+            return self._hasher.hash_children(mth(lo, lo + k), mth(lo + k, hi))
+
+        return mth(0, size)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """PATH(index, D[size]) (RFC 9162 2.1.3.1). Requires 0 <= index < size."""
+        n = self._size(size)
+        if not 0 <= index < n:
+            raise InvalidProofError("leaf index is beyond the tree size", index=index, size=n)
+        path: list[bytes] = []
+        lo, hi = 0, n
+        while hi - lo > 1:
+            k = _split(hi - lo)
+            if index < lo + k:
+                path.append(self._mth(lo + k, hi))
+                hi = lo + k
+            else:
+                path.append(self._mth(lo, lo + k))
+                lo += k
+        path.reverse()
+        return path
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        """PROOF(size1, D[size2]) (RFC 9162 2.1.4.1). Requires 0 < size1 <= size2."""
+        n = self._size(size2)
+        if not 0 < size1 <= n:
+            raise InvalidProofError(
+                "consistency proof needs 0 < size1 <= size2", size1=size1, size2=n
+            )
+        proof: list[bytes] = []
+        lo, hi, m, complete = 0, n, size1, True
+        while m != hi - lo:
+            k = _split(hi - lo)
+            if m <= k:
+                proof.append(self._mth(lo + k, hi))
+                hi = lo + k
+            else:
+                proof.append(self._mth(lo, lo + k))
+                lo, m, complete = lo + k, m - k, False
+        if not complete:
+            proof.append(self._mth(lo, hi))
+        proof.reverse()
+        return proof
 
 
 def inclusion_proof(*, hasher: TreeHasher, leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
