@@ -39,7 +39,7 @@ from relay.verify.errors import (
     VerificationError,
 )
 from relay.verify.evidence import RelayKey
-from relay.verify.merkle.rfc6962 import consistency_proof, root_hash, verify_consistency
+from relay.verify.merkle.rfc6962 import MerkleTree, verify_consistency
 
 EXPORT_FORMAT = "relay.judicial/audit-export/v1"
 MAX_EXPORT_BYTES = 1 << 30
@@ -220,7 +220,9 @@ def verify_export(data: bytes, *, relay_key: RelayKey | None = None) -> ExportRe
         report.key_source = "the export itself (no anchors file: internal consistency only)"
     else:
         report.key_source = "the anchors file"
-    hashes: list[bytes] = []
+    # Every checkpoint's root and consistency proof come from one tree over the leaves
+    # (kept subtree roots): O(log n) each, not a rehash of the log per checkpoint.
+    hashes = MerkleTree(TREE_HASHER)
     for i, leaf in enumerate(leaves):
         if leaf.index != i:
             raise AuditCheckFailed(
@@ -267,7 +269,7 @@ def verify_export(data: bytes, *, relay_key: RelayKey | None = None) -> ExportRe
                 check="checkpoint coverage",
                 size=parsed.size,
             )
-        root = root_hash(hasher=TREE_HASHER, leaf_hashes=hashes[: parsed.size])
+        root = hashes.root(parsed.size)
         if root != parsed.root_hash:
             raise AuditCheckFailed(
                 f"checkpoint {parsed.size}: the entries' root {root.hex()} is not the signed "
@@ -277,9 +279,7 @@ def verify_export(data: bytes, *, relay_key: RelayKey | None = None) -> ExportRe
             )
         line = f"ok    checkpoint {parsed.size}: signed by {relay_key.key_id}, root matches"
         if previous is not None and 0 < previous[0] < parsed.size:
-            proof = consistency_proof(
-                hasher=TREE_HASHER, leaf_hashes=hashes[: parsed.size], size1=previous[0]
-            )
+            proof = hashes.consistency_proof(previous[0], parsed.size)
             try:
                 verify_consistency(
                     hasher=TREE_HASHER,
