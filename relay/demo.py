@@ -14,7 +14,7 @@ The judicial chain (issue 7) runs too, as a fifth process (``python -m adapters.
 the relay publishes its signed audit checkpoints there. After the session the demo checks
 the audit (:func:`check_audit`): every query of the session is in the log with the digest
 of each evidence, the court proves each of its entries' inclusion, the log is exported to
-``OUT/audit-export.json`` and verified end to end, and the checkpoint covering the session
+``OUT/audit-export.jsonl`` and verified end to end, and the checkpoint covering the session
 is read back from the judicial chain and verified from that chain's trust anchor.
 
 Without ``--once`` it keeps everything running until Ctrl-C (printing how to ask with
@@ -705,7 +705,7 @@ def check_audit(
         f"   the court proved each of its {proven} entries in checkpoint {checkpoint.size} "
         f"(RFC 6962 inclusion, signed by relay key {relay_key.key_id})"
     )
-    export = demo.out / "audit-export.json"
+    export = demo.out / "audit-export.jsonl"
     anchors = demo.out / "anchors.yaml"
     say(f"   $ relay audit export --config {demo.setup.config} --out {export}")
     if cmd_export(argparse.Namespace(config=str(demo.setup.config), out=str(export))) != 0:
@@ -777,8 +777,8 @@ def instructions(demo: Demo, picks: Picks) -> str:
             f"  relay query holdings --config {config} {case} --id {picks.debtor.id}",
             f"  relay query credit --config {config} {case} --id {picks.debtor.id}",
             f"  relay verify --anchors {demo.out / 'anchors.yaml'} {demo.out / 'evidence'}/*.json",
-            f"  relay audit export --config {config} --out {demo.out / 'audit-export.json'}",
-            f"  relay audit verify --export {demo.out / 'audit-export.json'} "
+            f"  relay audit export --config {config} --out {demo.out / 'audit-export.jsonl'}",
+            f"  relay audit verify --export {demo.out / 'audit-export.jsonl'} "
             f"--anchors {demo.out / 'anchors.yaml'}",
             *(
                 [

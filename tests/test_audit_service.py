@@ -244,4 +244,6 @@ def test_session_is_recorded_and_proven(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["audit", "export", "--config", str(setup.config), "--out", str(export)]) == 0
     assert main(["audit", "verify", "--export", str(export)]) == 1
     assert "leaf 2 is missing" in capsys.readouterr().out
-    assert json.loads(export.read_text())["leaves"][2]["index"] == 3
+    lines = [json.loads(line) for line in export.read_text().splitlines()]
+    leaves = [line for line in lines if "index" in line]
+    assert leaves[2]["index"] == 3 and "end" in lines[-1]

@@ -183,8 +183,9 @@ def _checkpoints_on_the_restarted_judicial_chain(out: Path, audit: dict[str, Any
         tls = ClientTls.from_files(
             ca=pki / "ca.pem", cert=pki / "court-bj-chaoyang.pem", key=pki / "court-bj-chaoyang.key"
         )
-        exported = json.loads((out / "audit-export.json").read_text())
-        sizes = [c["size"] for c in exported["checkpoints"]]
+        lines = [json.loads(line) for line in (out / "audit-export.jsonl").read_text().splitlines()]
+        exported = [line["checkpoint"] for line in lines if "checkpoint" in line]
+        sizes = [c["size"] for c in exported]
         assert audit["checkpoint_size"] in sizes
         for size in sizes:
             try:
@@ -201,7 +202,7 @@ def _checkpoints_on_the_restarted_judicial_chain(out: Path, audit: dict[str, Any
                 continue
             assert (got.size, got.note.decode()) == (
                 size,
-                exported["checkpoints"][sizes.index(size)]["note"],
+                exported[sizes.index(size)]["note"],
             )
     finally:
         judicial.terminate()
@@ -274,9 +275,9 @@ def _tampered_audit_rows_are_detected(out: Path) -> None:
         assert failed.value.check == check
         asyncio.run(next_start(path))
     # Deleted, in the relay's own database, through the commands an auditor runs.
-    shutil.copy(out / "audit-export.json", out / "audit-export.before.json")
+    shutil.copy(out / "audit-export.jsonl", out / "audit-export.before.jsonl")
     execute(db, "DELETE FROM audit_leaves WHERE idx = ?", row)
-    export = out / "audit-export.after.json"
+    export = out / "audit-export.after.jsonl"
     assert main(["audit", "export", "--config", str(config), "--out", str(export)]) == 0
     verify = subprocess.run(
         [

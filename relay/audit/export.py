@@ -1,10 +1,19 @@
-"""``relay audit export`` and ``relay audit verify``: a whole audit log in one JSON file, and
-its end-to-end check (issue 7).
+"""``relay audit export`` and ``relay audit verify``: a whole audit log in one file, and its
+end-to-end check (issue 7).
 
-Export format (JSON object, ``format`` = ``relay.judicial/audit-export/v1``): ``origin``;
-``relay_key`` (``key_id``, ``algorithm`` ``"ed25519"``, base64 ``public_key``); ``leaves``,
-each ``{"index", "entry" (base64 of the canonical JSON entry), "leaf_hash" (hex)}``;
-``checkpoints``, each ``{"size", "note"}`` (the signed note as text).
+Export format v2 (what ``relay audit export`` writes), JSON Lines: one JSON object per line,
+so a log of millions of entries is written and checked a line at a time, never held whole:
+
+1. ``{"format": "relay.judicial/audit-export/v2", "origin", "relay_key": {...}}``;
+2. one ``{"checkpoint": {"size", "note"}}`` per signed checkpoint (the note as text);
+3. one ``{"index", "entry" (base64 of the canonical JSON entry), "leaf_hash" (hex)}`` per
+   leaf, in index order;
+4. ``{"end": {"leaves": n, "checkpoints": k}}``: a file cut short lacks it and is refused.
+
+Lines are at most :data:`MAX_LINE_BYTES`. Format v1 (one JSON object, ``format`` =
+``relay.judicial/audit-export/v1``, ``origin``, ``relay_key``, ``leaves`` and
+``checkpoints`` lists of the same objects; at most :data:`MAX_EXPORT_BYTES`) is still
+checked.
 
 The check (:func:`verify_export`), in order, stopping at the first failure: leaves are
 numbered 0..n-1 without a gap; each entry is a canonical audit entry and hashes (RFC 6962
@@ -24,10 +33,10 @@ import binascii
 import json
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from relay.audit.checkpoint import ED25519_ALGORITHM, TREE_HASHER, audit_origin, open_checkpoint
@@ -42,6 +51,8 @@ from relay.verify.evidence import RelayKey
 from relay.verify.merkle.rfc6962 import MerkleTree, verify_consistency
 
 EXPORT_FORMAT = "relay.judicial/audit-export/v1"
+EXPORT_FORMAT_V2 = "relay.judicial/audit-export/v2"
+MAX_LINE_BYTES = 64 * 1024  # an entry is at most 16 KiB, 22 KiB in base64
 MAX_EXPORT_BYTES = 1 << 30
 MAX_LEAVES = 10_000_000
 MAX_CHECKPOINTS = 1_000_000
@@ -79,23 +90,64 @@ def build_export(
 ) -> dict[str, Any]:
     """The export document of a log."""
     return {
-        "format": EXPORT_FORMAT,
+        **_head(relay_key, EXPORT_FORMAT),
+        "leaves": [_leaf_json(leaf) for leaf in leaves],
+        "checkpoints": [_checkpoint_json(c) for c in checkpoints],
+    }
+
+
+def _head(relay_key: RelayKey, export_format: str) -> dict[str, Any]:
+    return {
+        "format": export_format,
         "origin": audit_origin(relay_key.key_id),
         "relay_key": {
             "key_id": relay_key.key_id,
             "algorithm": "ed25519" if relay_key.algorithm == ED25519_ALGORITHM else "other",
             "public_key": base64.b64encode(relay_key.public_key).decode(),
         },
-        "leaves": [
-            {
-                "index": leaf.index,
-                "entry": base64.b64encode(leaf.entry).decode(),
-                "leaf_hash": leaf.leaf_hash.hex(),
-            }
-            for leaf in leaves
-        ],
-        "checkpoints": [{"size": c.size, "note": c.note.decode("utf-8")} for c in checkpoints],
     }
+
+
+def _leaf_json(leaf: AuditLeafRecord) -> dict[str, Any]:
+    return {
+        "index": leaf.index,
+        "entry": base64.b64encode(leaf.entry).decode(),
+        "leaf_hash": leaf.leaf_hash.hex(),
+    }
+
+
+def _checkpoint_json(c: AuditCheckpointRecord) -> dict[str, Any]:
+    return {"size": c.size, "note": c.note.decode("utf-8")}
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+class ExportWriter:
+    """Writes a v2 export to ``out`` (a binary file) a line at a time: :meth:`start` with
+    the checkpoints, :meth:`leaves` for each chunk of leaves read (any number of chunks),
+    :meth:`finish` for the end line."""
+
+    def __init__(self, out: BinaryIO, *, relay_key: RelayKey) -> None:
+        self._out = out
+        self._relay_key = relay_key
+        self.leaf_count = 0
+        self.checkpoint_count = 0
+
+    def start(self, checkpoints: Sequence[AuditCheckpointRecord]) -> None:
+        self._out.write(_line(_head(self._relay_key, EXPORT_FORMAT_V2)))
+        for c in checkpoints:
+            self._out.write(_line({"checkpoint": _checkpoint_json(c)}))
+        self.checkpoint_count = len(checkpoints)
+
+    def leaves(self, leaves: Sequence[AuditLeafRecord]) -> None:
+        self._out.write(b"".join(_line(_leaf_json(leaf)) for leaf in leaves))
+        self.leaf_count += len(leaves)
+
+    def finish(self) -> None:
+        end = {"leaves": self.leaf_count, "checkpoints": self.checkpoint_count}
+        self._out.write(_line({"end": end}))
 
 
 async def export_store(store: Any, *, relay_key: RelayKey) -> dict[str, Any]:
@@ -108,20 +160,54 @@ async def export_store(store: Any, *, relay_key: RelayKey) -> dict[str, Any]:
     return build_export(relay_key=relay_key, leaves=leaves, checkpoints=checkpoints)
 
 
+async def write_store_export(store: Any, writer: ExportWriter, *, chunk: int = 10_000) -> None:
+    """Stream the log in ``store`` to ``writer``, ``chunk`` rows per read."""
+    writer.start(await store.audit_checkpoints())  # first: later rows include what they cover
+    while True:
+        rows = await store.audit_leaves(start=writer.leaf_count, limit=chunk)
+        writer.leaves(rows)
+        if len(rows) < chunk:
+            break
+    writer.finish()
+
+
+def write_sqlite_export(path: Path, writer: ExportWriter, *, chunk: int = 10_000) -> None:
+    """Stream the log of a relay SQLite database to ``writer``, read-only (as
+    :func:`read_sqlite`), ``chunk`` rows at a time."""
+    conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+    try:
+        with conn:  # one read transaction: checkpoints and rows from the same snapshot
+            writer.start(_sqlite_checkpoints(conn))
+            cursor = conn.execute(
+                "SELECT idx, entry, leaf_hash, court, at_ns FROM audit_leaves ORDER BY idx"
+            )
+            while rows := cursor.fetchmany(chunk):
+                writer.leaves([_sqlite_leaf(r) for r in rows])
+        writer.finish()
+    finally:
+        conn.close()
+
+
+def _sqlite_checkpoints(conn: sqlite3.Connection) -> list[AuditCheckpointRecord]:
+    return [
+        AuditCheckpointRecord(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]))
+        for r in conn.execute("SELECT size, root, note, at_ns FROM audit_checkpoints ORDER BY size")
+    ]
+
+
+def _sqlite_leaf(r: Any) -> AuditLeafRecord:
+    return AuditLeafRecord(int(r[0]), bytes(r[1]), bytes(r[2]), str(r[3]), int(r[4]))
+
+
 def read_sqlite(path: Path) -> tuple[list[AuditLeafRecord], list[AuditCheckpointRecord]]:
     """The audit rows of a relay SQLite database, read-only (works while the relay runs:
     WAL lets a reader see the last committed state without taking the relay's lock)."""
     conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
     try:
         # Checkpoints first: the rows read after them include every row they cover.
-        checkpoints = [
-            AuditCheckpointRecord(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]))
-            for r in conn.execute(
-                "SELECT size, root, note, at_ns FROM audit_checkpoints ORDER BY size"
-            )
-        ]
+        checkpoints = _sqlite_checkpoints(conn)
         leaves = [
-            AuditLeafRecord(int(r[0]), bytes(r[1]), bytes(r[2]), str(r[3]), int(r[4]))
+            _sqlite_leaf(r)
             for r in conn.execute(
                 "SELECT idx, entry, leaf_hash, court, at_ns FROM audit_leaves ORDER BY idx"
             )
@@ -154,10 +240,44 @@ def _b64(text: str, what: str) -> bytes:
         raise MalformedInputError(f"{what} is not base64") from None
 
 
+def _parse_key(key: object) -> RelayKey:
+    if not isinstance(key, dict):
+        raise MalformedInputError("relay_key must be an object")
+    return RelayKey(
+        key_id=_str(key, "key_id", "relay_key"),
+        algorithm=ED25519_ALGORITHM if key.get("algorithm") == "ed25519" else -1,
+        public_key=_b64(_str(key, "public_key", "relay_key"), "relay_key.public_key"),
+    )
+
+
+def _parse_leaf(raw: object, where: str) -> AuditLeafRecord:
+    if not isinstance(raw, dict):
+        raise MalformedInputError(f"{where} must be an object")
+    try:
+        leaf_hash = bytes.fromhex(_str(raw, "leaf_hash", where))
+    except ValueError:
+        raise MalformedInputError(f"{where}.leaf_hash is not hex") from None
+    return AuditLeafRecord(
+        index=_int(raw.get("index"), f"{where}.index", MAX_LEAVES * 2),
+        entry=_b64(_str(raw, "entry", where), f"{where}.entry"),
+        leaf_hash=leaf_hash,
+        court="",
+        at_ns=0,
+    )
+
+
+def _parse_checkpoint(raw: object, where: str) -> AuditCheckpointRecord:
+    if not isinstance(raw, dict):
+        raise MalformedInputError(f"{where} must be an object")
+    note = _str(raw, "note", where).encode("utf-8")
+    size = _int(raw.get("size"), f"{where}.size", MAX_LEAVES * 2)
+    return AuditCheckpointRecord(size=size, root=b"", note=note, at_ns=0)
+
+
 def parse_export(
     data: bytes,
 ) -> tuple[RelayKey, list[AuditLeafRecord], list[AuditCheckpointRecord]]:
-    """Decode an export document (structure only). Raises LimitExceededError /
+    """Decode a v1 export document (structure only). Raises LimitExceededError /
     MalformedInputError."""
     if len(data) > MAX_EXPORT_BYTES:
         raise LimitExceededError(
@@ -168,62 +288,67 @@ def parse_export(
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MalformedInputError("audit export is not UTF-8 JSON") from None
     if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
-        raise MalformedInputError(f"not an audit export (format must be {EXPORT_FORMAT})")
-    key = doc.get("relay_key")
-    if not isinstance(key, dict):
-        raise MalformedInputError("relay_key must be an object")
-    relay_key = RelayKey(
-        key_id=_str(key, "key_id", "relay_key"),
-        algorithm=ED25519_ALGORITHM if key.get("algorithm") == "ed25519" else -1,
-        public_key=_b64(_str(key, "public_key", "relay_key"), "relay_key.public_key"),
-    )
+        raise MalformedInputError(
+            f"not an audit export (format must be {EXPORT_FORMAT_V2} or {EXPORT_FORMAT})"
+        )
+    relay_key = _parse_key(doc.get("relay_key"))
     raw_leaves = doc.get("leaves")
     raw_checkpoints = doc.get("checkpoints")
     if not isinstance(raw_leaves, list) or not isinstance(raw_checkpoints, list):
         raise MalformedInputError("leaves and checkpoints must be lists")
     if len(raw_leaves) > MAX_LEAVES or len(raw_checkpoints) > MAX_CHECKPOINTS:
         raise LimitExceededError("audit export has too many leaves or checkpoints")
-    leaves: list[AuditLeafRecord] = []
-    for i, raw in enumerate(raw_leaves):
-        if not isinstance(raw, dict):
-            raise MalformedInputError(f"leaves[{i}] must be an object")
-        try:
-            leaf_hash = bytes.fromhex(_str(raw, "leaf_hash", f"leaves[{i}]"))
-        except ValueError:
-            raise MalformedInputError(f"leaves[{i}].leaf_hash is not hex") from None
-        leaves.append(
-            AuditLeafRecord(
-                index=_int(raw.get("index"), f"leaves[{i}].index", MAX_LEAVES * 2),
-                entry=_b64(_str(raw, "entry", f"leaves[{i}]"), f"leaves[{i}].entry"),
-                leaf_hash=leaf_hash,
-                court="",
-                at_ns=0,
-            )
-        )
-    checkpoints: list[AuditCheckpointRecord] = []
-    for i, raw in enumerate(raw_checkpoints):
-        if not isinstance(raw, dict):
-            raise MalformedInputError(f"checkpoints[{i}] must be an object")
-        note = _str(raw, "note", f"checkpoints[{i}]").encode("utf-8")
-        size = _int(raw.get("size"), f"checkpoints[{i}].size", MAX_LEAVES * 2)
-        checkpoints.append(AuditCheckpointRecord(size=size, root=b"", note=note, at_ns=0))
+    leaves = [_parse_leaf(raw, f"leaves[{i}]") for i, raw in enumerate(raw_leaves)]
+    checkpoints = [
+        _parse_checkpoint(raw, f"checkpoints[{i}]") for i, raw in enumerate(raw_checkpoints)
+    ]
     return relay_key, leaves, checkpoints
 
 
-def verify_export(data: bytes, *, relay_key: RelayKey | None = None) -> ExportReport:
-    """Check an export end to end (module docstring). Raises AuditCheckFailed naming the
-    first failed check, MalformedInputError / LimitExceededError for an unreadable export."""
-    exported_key, leaves, checkpoints = parse_export(data)
-    report = ExportReport(leaves=len(leaves), checkpoints=len(checkpoints))
-    if relay_key is None:
-        relay_key = exported_key
-        report.key_source = "the export itself (no anchors file: internal consistency only)"
-    else:
-        report.key_source = "the anchors file"
-    # Every checkpoint's root and consistency proof come from one tree over the leaves
-    # (kept subtree roots): O(log n) each, not a rehash of the log per checkpoint.
-    hashes = MerkleTree(TREE_HASHER)
-    for i, leaf in enumerate(leaves):
+# ------------------------------------------------------------------------------ verify
+
+
+class _Checker:
+    """The checks of :func:`verify_export` fed a leaf at a time: the signed checkpoints
+    first (:meth:`checkpoints`), then the leaves in order (:meth:`leaf`; each checkpoint's
+    root and its consistency with the previous one are checked as soon as the leaves it
+    covers are in), then :meth:`finish`. Holds 32 bytes a leaf (a MerkleTree), never the
+    entries."""
+
+    # Per-checkpoint report lines up to this many checkpoints; above, one summary line.
+    LINES = 20
+
+    def __init__(self, relay_key: RelayKey, report: ExportReport) -> None:
+        self._key = relay_key
+        self._report = report
+        self._tree = MerkleTree(TREE_HASHER)
+        self._signed: list[tuple[int, bytes]] = []  # (size, root), ascending
+        self._next = 0  # the first of _signed not yet checked against the leaves
+        self._previous: tuple[int, bytes] | None = None
+        self._checkpoint_lines: list[str] = []
+
+    def checkpoints(self, checkpoints: Sequence[AuditCheckpointRecord]) -> None:
+        for c in sorted(checkpoints, key=lambda c: c.size):
+            try:
+                parsed = open_checkpoint(c.note, relay_key=self._key)
+            except VerificationError as e:
+                raise AuditCheckFailed(
+                    f"checkpoint {c.size}: signature or format ({e.message})",
+                    check="checkpoint signature",
+                    size=c.size,
+                ) from e
+            if parsed.size != c.size:
+                raise AuditCheckFailed(
+                    f"checkpoint listed as {c.size} says size {parsed.size}",
+                    check="checkpoint size",
+                    size=c.size,
+                )
+            self._signed.append((parsed.size, parsed.root_hash))
+        self._report.checkpoints = len(self._signed)
+        self._reached()  # a checkpoint of size 0
+
+    def leaf(self, leaf: AuditLeafRecord) -> None:
+        i = len(self._tree)
         if leaf.index != i:
             raise AuditCheckFailed(
                 f"leaf {i} is missing (next leaf is {leaf.index}): a row was deleted",
@@ -244,67 +369,184 @@ def verify_export(data: bytes, *, relay_key: RelayKey | None = None) -> ExportRe
                 check="leaf hash",
                 index=i,
             )
-        hashes.append(calculated)
-    report.lines.append(f"ok    leaf hashes: {len(hashes)} entries, numbered without gaps")
-    previous: tuple[int, bytes] | None = None
-    for c in sorted(checkpoints, key=lambda c: c.size):
-        try:
-            parsed = open_checkpoint(c.note, relay_key=relay_key)
-        except VerificationError as e:
-            raise AuditCheckFailed(
-                f"checkpoint {c.size}: signature or format ({e.message})",
-                check="checkpoint signature",
-                size=c.size,
-            ) from e
-        if parsed.size != c.size:
-            raise AuditCheckFailed(
-                f"checkpoint listed as {c.size} says size {parsed.size}",
-                check="checkpoint size",
-                size=c.size,
-            )
-        if parsed.size > len(hashes):
-            raise AuditCheckFailed(
-                f"checkpoint {parsed.size} covers {parsed.size} entries but the log has "
-                f"{len(hashes)}: rows were deleted",
-                check="checkpoint coverage",
-                size=parsed.size,
-            )
-        root = hashes.root(parsed.size)
-        if root != parsed.root_hash:
-            raise AuditCheckFailed(
-                f"checkpoint {parsed.size}: the entries' root {root.hex()} is not the signed "
-                f"root {parsed.root_hash.hex()}: rows were edited",
-                check="checkpoint root",
-                size=parsed.size,
-            )
-        line = f"ok    checkpoint {parsed.size}: signed by {relay_key.key_id}, root matches"
-        if previous is not None and 0 < previous[0] < parsed.size:
-            proof = hashes.consistency_proof(previous[0], parsed.size)
-            try:
-                verify_consistency(
-                    hasher=TREE_HASHER,
-                    size1=previous[0],
-                    size2=parsed.size,
-                    proof=proof,
-                    root1=previous[1],
-                    root2=parsed.root_hash,
-                )
-            except VerificationError as e:
+        self._tree.append(calculated)
+        self._reached()
+
+    def _reached(self) -> None:
+        """Check every checkpoint the leaves read so far now cover."""
+        n = len(self._tree)
+        while self._next < len(self._signed) and self._signed[self._next][0] <= n:
+            size, signed_root = self._signed[self._next]
+            self._next += 1
+            root = self._tree.root(size)
+            if root != signed_root:
                 raise AuditCheckFailed(
-                    f"checkpoint {parsed.size} is not consistent with checkpoint "
-                    f"{previous[0]} ({e.message})",
-                    check="consistency",
-                    size=parsed.size,
-                ) from e
-            line += f", consistent with {previous[0]}"
-        report.lines.append(line)
-        previous = (parsed.size, parsed.root_hash)
-    unanchored = len(hashes) - (previous[0] if previous else 0)
-    if unanchored:
-        report.lines.append(
-            f"note  {unanchored} newest entries are not covered by a checkpoint yet"
+                    f"checkpoint {size}: the entries' root {root.hex()} is not the signed "
+                    f"root {signed_root.hex()}: rows were edited",
+                    check="checkpoint root",
+                    size=size,
+                )
+            line = f"ok    checkpoint {size}: signed by {self._key.key_id}, root matches"
+            previous = self._previous
+            if previous is not None and 0 < previous[0] < size:
+                proof = self._tree.consistency_proof(previous[0], size)
+                try:
+                    verify_consistency(
+                        hasher=TREE_HASHER,
+                        size1=previous[0],
+                        size2=size,
+                        proof=proof,
+                        root1=previous[1],
+                        root2=signed_root,
+                    )
+                except VerificationError as e:
+                    raise AuditCheckFailed(
+                        f"checkpoint {size} is not consistent with checkpoint "
+                        f"{previous[0]} ({e.message})",
+                        check="consistency",
+                        size=size,
+                    ) from e
+                line += f", consistent with {previous[0]}"
+            if len(self._signed) <= self.LINES:
+                self._checkpoint_lines.append(line)
+            self._previous = (size, signed_root)
+
+    def finish(self) -> ExportReport:
+        n = len(self._tree)
+        if self._next < len(self._signed):
+            size = self._signed[self._next][0]
+            raise AuditCheckFailed(
+                f"checkpoint {size} covers {size} entries but the log has {n}: rows were deleted",
+                check="checkpoint coverage",
+                size=size,
+            )
+        report = self._report
+        report.leaves = n
+        report.lines.append(f"ok    leaf hashes: {n} entries, numbered without gaps")
+        if len(self._signed) <= self.LINES:
+            report.lines.extend(self._checkpoint_lines)
+        else:
+            first, last = self._signed[0][0], self._signed[-1][0]
+            report.lines.append(
+                f"ok    {len(self._signed)} checkpoints ({first} to {last}): each signed by "
+                f"{self._key.key_id}, its root matches, consistent with the one before"
+            )
+        unanchored = n - (self._previous[0] if self._previous else 0)
+        if unanchored:
+            report.lines.append(
+                f"note  {unanchored} newest entries are not covered by a checkpoint yet"
+            )
+        return report
+
+
+def _checker(
+    exported: RelayKey, relay_key: RelayKey | Callable[[RelayKey], RelayKey] | None
+) -> _Checker:
+    report = ExportReport()
+    if relay_key is None:
+        key = exported
+        report.key_source = "the export itself (no anchors file: internal consistency only)"
+    else:
+        key = relay_key(exported) if callable(relay_key) else relay_key
+        report.key_source = "the anchors file"
+    return _Checker(key, report)
+
+
+def _json_line(line: bytes, where: str) -> dict[str, Any]:
+    if len(line) > MAX_LINE_BYTES:
+        raise LimitExceededError(
+            f"audit export {where} is longer than {MAX_LINE_BYTES} bytes",
+            length=len(line),
+            limit=MAX_LINE_BYTES,
         )
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise MalformedInputError(f"audit export {where} is not UTF-8 JSON") from None
+    if not isinstance(value, dict):
+        raise MalformedInputError(f"audit export {where} is not a JSON object")
+    return value
+
+
+def is_export_v2(first_line: bytes) -> bool:
+    """Whether ``first_line`` (the file's first line) is a v2 export's header."""
+    try:
+        head = json.loads(first_line[: MAX_LINE_BYTES + 1].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(head, dict) and head.get("format") == EXPORT_FORMAT_V2
+
+
+def verify_export_lines(
+    lines: Iterable[bytes],
+    *,
+    relay_key: RelayKey | Callable[[RelayKey], RelayKey] | None = None,
+) -> ExportReport:
+    """Check a v2 export read a line at a time (lines as read, each at most
+    :data:`MAX_LINE_BYTES`; see the module docstring). ``relay_key`` is the key to check
+    the checkpoints with, or a function from the key the export names to it (an anchors
+    file lookup), or None for the export's own key. Raises AuditCheckFailed naming the
+    first failed check, MalformedInputError / LimitExceededError for an unreadable or
+    truncated export."""
+    it = iter(lines)
+    head = _json_line(next(it, b""), "line 1")
+    if head.get("format") != EXPORT_FORMAT_V2:
+        raise MalformedInputError(f"not an audit export (format must be {EXPORT_FORMAT_V2})")
+    checker = _checker(_parse_key(head.get("relay_key")), relay_key)
+    checkpoints: list[AuditCheckpointRecord] = []
+    number = 1
+    line: dict[str, Any] | None = None
+    for raw in it:
+        number += 1
+        line = _json_line(raw, f"line {number}")
+        if "checkpoint" not in line:
+            break
+        if len(checkpoints) >= MAX_CHECKPOINTS:
+            raise LimitExceededError("audit export has too many checkpoints")
+        checkpoints.append(_parse_checkpoint(line["checkpoint"], f"line {number}.checkpoint"))
+        line = None
+    checker.checkpoints(checkpoints)
+    while line is not None and "end" not in line:
+        if number - 1 - len(checkpoints) > MAX_LEAVES:
+            raise LimitExceededError("audit export has too many leaves")
+        checker.leaf(_parse_leaf(line, f"line {number}"))
+        following = next(it, None)
+        number += 1
+        line = None if following is None else _json_line(following, f"line {number}")
+    if line is None:
+        raise MalformedInputError(
+            f"audit export ends at line {number - 1} without its end line: the file was cut"
+        )
+    end = line["end"]
+    report = checker.finish()
+    if (
+        not isinstance(end, dict)
+        or end.get("leaves") != report.leaves
+        or end.get("checkpoints") != len(checkpoints)
+    ):
+        raise MalformedInputError(
+            f"audit export line {number}: the end line does not count "
+            f"{report.leaves} leaves and {len(checkpoints)} checkpoints"
+        )
+    if next(it, None) is not None:
+        raise MalformedInputError(f"audit export has lines after its end line {number}")
     return report
+
+
+def verify_export(
+    data: bytes, *, relay_key: RelayKey | Callable[[RelayKey], RelayKey] | None = None
+) -> ExportReport:
+    """Check an export held in memory, v2 or v1 (module docstring). Raises
+    AuditCheckFailed naming the first failed check, MalformedInputError /
+    LimitExceededError for an unreadable export."""
+    if is_export_v2(data.split(b"\n", 1)[0]):
+        return verify_export_lines(data.splitlines(keepends=True), relay_key=relay_key)
+    exported_key, leaves, checkpoints = parse_export(data)
+    checker = _checker(exported_key, relay_key)
+    checker.checkpoints(checkpoints)
+    for leaf in leaves:
+        checker.leaf(leaf)
+    return checker.finish()
 
 
 # ------------------------------------------------------------------------------ commands
@@ -329,21 +571,36 @@ def _relay_key_from_anchors(path: str, exported: RelayKey) -> RelayKey:
     return key
 
 
+def _file_lines(f: BinaryIO) -> Iterator[bytes]:
+    """The lines of ``f``, none read past MAX_LINE_BYTES + 1 bytes (a longer one is then
+    refused by the checker, not held)."""
+    while line := f.readline(MAX_LINE_BYTES + 1):
+        yield line
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """relay audit verify --export FILE [--anchors FILE]."""
     from relay.offline import InputFileError
 
+    key: Callable[[RelayKey], RelayKey] | None = None
+    if args.anchors:
+        anchors = args.anchors
+
+        def key(exported: RelayKey) -> RelayKey:
+            return _relay_key_from_anchors(anchors, exported)
+
     try:
-        data = Path(args.export).read_bytes()
+        with open(args.export, "rb") as f:
+            first = f.readline(MAX_LINE_BYTES + 1)
+            f.seek(0)
+            if is_export_v2(first):
+                report = verify_export_lines(_file_lines(f), relay_key=key)
+            else:  # v1: one JSON document, read whole (at most MAX_EXPORT_BYTES)
+                data = f.read(MAX_EXPORT_BYTES + 1)
+                report = verify_export(data, relay_key=key)
     except OSError as e:
         print(f"relay: error: cannot read {args.export}: {e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        key = None
-        if args.anchors:
-            exported, _, _ = parse_export(data)
-            key = _relay_key_from_anchors(args.anchors, exported)
-        report = verify_export(data, relay_key=key)
     except AuditCheckFailed as e:
         print(f"FAIL  {e.check}: {e.message}")
         return EXIT_INVALID
@@ -361,6 +618,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """relay audit export --config FILE --out FILE."""
     from relay.config import ConfigError, config_problems, load_config, load_signing_key
     from relay.service.app import make_signer
+    from relay.store import StoreError
 
     try:
         config = load_config(args.config)
@@ -368,51 +626,45 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"relay: error: {config_problems(args.config, e.problems)}", file=sys.stderr)
         return EXIT_USAGE
-    if config.store.backend == "postgres":  # issue 9: the log every replica appends to
-        import asyncio
-
-        from relay.store import StoreError
-
-        try:
-            doc = asyncio.run(_export_postgres(relay_key))
-        except (ConfigError, StoreError) as e:
-            problems = "; ".join(e.problems) if isinstance(e, ConfigError) else str(e)
-            print(f"relay: error: cannot read the audit log: {problems}", file=sys.stderr)
-            return EXIT_USAGE
-        leaves_n, checkpoints_n = len(doc["leaves"]), len(doc["checkpoints"])
-    else:
-        if config.store.path is None:  # pragma: no cover - the config requires it
-            print("relay: error: store.path is not set", file=sys.stderr)
-            return EXIT_USAGE
-        try:
-            leaves, checkpoints = read_sqlite(config.store.path)
-        except sqlite3.Error as e:
-            print(
-                f"relay: error: cannot read the audit log in {config.store.path}: {e}",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        doc = build_export(relay_key=relay_key, leaves=leaves, checkpoints=checkpoints)
-        leaves_n, checkpoints_n = len(leaves), len(checkpoints)
     out = Path(args.out)
+    partial = out.with_name(out.name + ".partial")
     try:
-        out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        with partial.open("wb") as f:
+            writer = ExportWriter(f, relay_key=relay_key)
+            if config.store.backend == "postgres":  # issue 9: the log every replica appends to
+                import asyncio
+
+                asyncio.run(_export_postgres(writer))
+            elif config.store.path is None:  # pragma: no cover - the config requires it
+                raise ConfigError(["store.path is not set"])
+            else:
+                write_sqlite_export(config.store.path, writer)
+        partial.replace(out)  # a reader never sees half an export under the final name
     except OSError as e:
+        partial.unlink(missing_ok=True)
         print(f"relay: error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"wrote {leaves_n} audit entries and {checkpoints_n} checkpoint(s) to {out}")
+    except (ConfigError, StoreError, sqlite3.Error) as e:
+        partial.unlink(missing_ok=True)
+        problems = "; ".join(e.problems) if isinstance(e, ConfigError) else str(e)
+        print(f"relay: error: cannot read the audit log: {problems}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"wrote {writer.leaf_count} audit entries and {writer.checkpoint_count} checkpoint(s) "
+        f"to {out}"
+    )
     return EXIT_OK
 
 
-async def _export_postgres(relay_key: RelayKey) -> dict[str, Any]:
-    """The export of the PostgreSQL store named by ``RELAY_STORE_DSN`` (raises ConfigError
-    when it is unset, StoreError when it cannot be read)."""
+async def _export_postgres(writer: ExportWriter) -> None:
+    """Stream the log of the PostgreSQL store named by ``RELAY_STORE_DSN`` to ``writer``
+    (raises ConfigError when it is unset, StoreError when it cannot be read)."""
     from relay.config import store_dsn
     from relay.store.postgres import PostgresStore
 
     store = await PostgresStore.open(store_dsn(), pool_size=1)
     try:
-        return await export_store(store, relay_key=relay_key)
+        await write_store_export(store, writer)
     finally:
         await store.close()
 
@@ -436,7 +688,8 @@ def add_commands(sub: Any) -> None:
         help="write the audit log of a relay database to a file",
         description="Read the audit log from the configured store (the SQLite file read-only, "
         "or the PostgreSQL database of RELAY_STORE_DSN that every replica appends to; the "
-        "relays may be running) and write it as one JSON export.",
+        "relays may be running) and write it as a JSON Lines export (format v2), a row at a "
+        "time.",
     )
     export.add_argument("--config", required=True, help="relay configuration file")
     export.add_argument("--out", required=True, help="output file")
