@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness import Row, print_table, rate
 
 from relay.audit.checkpoint import TREE_HASHER
-from relay.audit.entry import make_entry, request_digest
 from relay.audit.log import AuditLog, check_leaves
 from relay.engine.evidence import RelaySigner
 from relay.store import SQLiteStore
+from relay.testing.audit import sample_entry
 from relay.verify.merkle.rfc6962 import (
     consistency_proof,
     inclusion_proof,
@@ -47,24 +47,7 @@ from relay.verify.merkle.rfc6962 import (
 SIGNER = RelaySigner.ed25519(key_id="bench-audit", seed=bytes(range(32)))
 
 
-def entry(i: int) -> bytes:
-    return make_entry(
-        time_ns=1_790_000_000_000_000_000 + i,
-        kind="query",
-        method="/relay.v1.QueryService/GetOwnership",
-        actor="court:京0105/clerk-1",
-        role="court",
-        actor_code="京0105",
-        actor_fingerprint="ab" * 32,
-        court="京0105",
-        case_court="京0105",
-        case_number=f"(2026)京0105执{i}号",
-        case_purpose=1,
-        request_digest=request_digest(salt=b"s" * 32, method="m", request=str(i).encode()),
-        outcome="OK",
-        result_digest="00" * 32,
-        evidence_digests=["11" * 32],
-    )
+entry = sample_entry
 
 
 def peak_mib() -> float:

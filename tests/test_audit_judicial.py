@@ -18,7 +18,6 @@ import pytest
 
 from adapters.judicial import RunningJudicial, start_judicial
 from relay.audit.checkpoint import TREE_HASHER, sign_checkpoint
-from relay.audit.entry import make_entry
 from relay.audit.log import AuditLog
 from relay.audit.sink import (
     RemoteChainSink,
@@ -33,6 +32,7 @@ from relay.pb.relay.sink.v1 import sink_pb2, sink_pb2_grpc
 from relay.service.client import ClientTls, aio_channel
 from relay.service.devconfig import free_port
 from relay.store import SQLiteStore
+from relay.testing.audit import sample_entry
 from relay.testing.pki import TestCA
 from relay.verify.errors import SignatureError, VerificationError
 from relay.verify.merkle.rfc6962 import consistency_proof, root_hash
@@ -45,24 +45,7 @@ CLIENT = CA.issue_client("relay-test")
 TLS = ClientTls(ca_pem=CA.cert_pem, cert_pem=CLIENT.cert_pem, key_pem=CLIENT.key_pem)
 
 
-def entry(i: int) -> bytes:
-    return make_entry(
-        time_ns=1_700_000_000_000_000_000 + i,
-        kind="query",
-        method="/relay.v1.QueryService/GetOwnership",
-        actor="court:京0105/clerk",
-        role="court",
-        actor_code="京0105",
-        actor_fingerprint="ab" * 32,
-        court="京0105",
-        case_court="京0105",
-        case_number=f"(2026)京0105执{i + 1}号",
-        case_purpose=1,
-        request_digest="cd" * 32,
-        outcome="OK",
-        result_digest="00" * 32,
-        evidence_digests=[],
-    )
+entry = sample_entry
 
 
 LEAVES = [TREE_HASHER.hash_leaf(entry(i)) for i in range(16)]

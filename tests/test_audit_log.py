@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay.audit.checkpoint import TREE_HASHER, open_checkpoint
-from relay.audit.entry import canonical_json, decode_entry, make_entry, request_digest
+from relay.audit.entry import canonical_json, decode_entry, request_digest
 from relay.audit.export import (
     EXIT_INVALID,
     EXIT_OK,
@@ -37,6 +37,7 @@ from relay.cli import main
 from relay.engine.evidence import RelaySigner
 from relay.pb.relay.v1 import types_pb2 as pb
 from relay.store import SQLiteStore, StoreIntegrityError
+from relay.testing.audit import sample_entry
 from relay.testing.partners import BftPartnerChain
 from relay.verify.errors import (
     LimitExceededError,
@@ -52,24 +53,7 @@ OTHER = RelaySigner.ed25519(key_id="relay-test-1", seed=bytes(32))
 SALT = b"s" * 32
 
 
-def entry(i: int, *, court: str = "京0105") -> bytes:
-    return make_entry(
-        time_ns=1_700_000_000_000_000_000 + i,
-        kind="query",
-        method="/relay.v1.QueryService/GetOwnership",
-        actor=f"court:{court}/clerk",
-        role="court",
-        actor_code=court,
-        actor_fingerprint="ab" * 32,
-        court=court,
-        case_court=court,
-        case_number=f"(2026){court}执{i + 1}号",
-        case_purpose=1,
-        request_digest=request_digest(salt=SALT, method="m", request=str(i).encode()),
-        outcome="OK",
-        result_digest="00" * 32,
-        evidence_digests=["11" * 32],
-    )
+entry = sample_entry
 
 
 @asynccontextmanager
