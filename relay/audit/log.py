@@ -443,7 +443,7 @@ class AuditLog:
             started = loop.time()
             try:
                 start = 0 if full else min(self._checked, len(self._hashes))
-                # The live list: appends only grow it meanwhile; what was known before the
+                # The live tree: appends only grow it meanwhile; what was known before the
                 # read is its first known_size leaves.
                 known = self._hashes
                 known_size = len(known)
@@ -709,7 +709,7 @@ class AuditLog:
                 root = tree.root(size)
                 return root, sign_checkpoint(self._signer, size=size, root=root)
 
-            # Off the event loop too (the leaves since the last checkpoint, then a
+            # Off the event loop too (the root from the tree's kept subtree roots, then a
             # signature): periodic checkpoints must not hold up the queries being answered.
             root, note = await asyncio.to_thread(sign)
             now = self._clock()
