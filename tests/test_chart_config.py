@@ -70,6 +70,23 @@ MODES: dict[str, dict[str, Any]] = {
         MINIMAL, {"relay": {"signing": {"algorithm": "sm2", "sm2SignerId": "1234567812345678"}}}
     ),
     "plaintext-dev": {"tls": {"enabled": False, "insecureDev": True}},
+    "judicial-sink": merged(
+        MINIMAL,
+        {
+            "tls": {"auditSink": {"existingSecret": "judicial-sink"}},
+            "relay": {
+                "audit": {
+                    "checkpoint_interval": "30s",
+                    "full_verify_interval": "2h",
+                    "sink": {
+                        "endpoint": "judicial.courts.svc:7443",
+                        "server_name": "judicial.courts.svc",
+                        "retry_max": "1m",
+                    },
+                }
+            },
+        },
+    ),
     "postgres": {
         **MINIMAL,
         "storage": {"backend": "postgres", "postgres": {"existingSecret": "relay-postgres"}},
@@ -113,8 +130,12 @@ class Material:
     def file(self, secret: str, key: str, path: str) -> bytes:
         if path == "signing.key":
             return self.signing
-        if secret == "adapter-client":
-            return {"tls.crt": self.client.cert_pem, "tls.key": self.client.key_pem}[path]
+        if secret in ("adapter-client", "judicial-sink"):  # client certificates
+            return {
+                "tls.crt": self.client.cert_pem,
+                "tls.key": self.client.key_pem,
+                "ca.crt": self.ca.cert_pem,
+            }[path]
         return {
             "tls.crt": self.server.cert_pem,
             "tls.key": self.server.key_pem,
@@ -261,6 +282,13 @@ def test_rendered_config_passes_relay_config_validate(mode: str, tmp_path: Path)
     assert config["listen"]["ops"].endswith(":9090")
     assert ("web" in config["listen"]) == (mode == "sqlite-everything")
     assert ("tls" in config) == (mode != "plaintext-dev")
+    if mode == "judicial-sink":  # the checkpoints' way to the courts' chain, mutual TLS
+        sink = config["audit"]["sink"]
+        assert sink["endpoint"] == "judicial.courts.svc:7443" and "in_process" not in sink
+        assert {"tls_ca", "tls_cert", "tls_key"} <= set(sink)
+        assert config["audit"]["full_verify_interval"] == "2h"
+    else:
+        assert "audit" not in config
 
 
 def test_a_broken_config_is_caught(tmp_path: Path) -> None:
@@ -295,6 +323,13 @@ def test_schema_and_config_agree_on_every_tuning_key(tmp_path: Path) -> None:
         fields = set(model.model_fields) - {"client_cert", "client_key"}
         assert set(props) == fields, (section, set(props) ^ fields)
         values[section] = {key: _sample(spec) for key, spec in props.items()}
+    # The audit section: every field but ``enabled`` (benchmarks only); its sink as a remote
+    # judicial chain, whose certificate files come from tls.auditSink.
+    audit = relay_props["audit"]["properties"]
+    assert set(audit) == set(relay_config.AuditConfig.model_fields) - {"enabled"}, set(audit)
+    sink = set(audit["sink"]["properties"])
+    assert sink == {"endpoint", "server_name", "retry_max", "chain_id"}, sink
+    assert sink <= set(relay_config.AuditSinkConfig.model_fields)
     access = set(relay_props["access"]["properties"])
     assert access == set(relay_config.AccessConfig.model_fields), access
     rate = set(relay_props["access"]["properties"]["rate"]["properties"])

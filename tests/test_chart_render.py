@@ -55,9 +55,11 @@ EVERYTHING_ON: dict[str, Any] = {
         "clientCA": {"existingSecret": "court-ca"},
         "requireClientCert": True,
         "adapterClient": {"existingSecret": "relay-adapter-client"},
+        "auditSink": {"existingSecret": "judicial-sink"},
     },
     "relay": {
         "access": ACCESS,
+        "audit": {"checkpoint_interval": "30s", "sink": {"endpoint": "judicial.courts.svc:7443"}},
         "chains": {"bj-realestate-1": DESCRIPTOR},
         "sync": {"interval": "2s", "max_light_blocks_per_fetch": 32},
         "adapters": {"deadline": "5s", "retries": 2},
@@ -306,6 +308,14 @@ def test_sqlite_with_two_replicas_fails_with_a_clear_message(chart: helm.Chart) 
             "sm2SignerId applies only",
         ),
         ({"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}, "not both"),
+        (
+            {"relay": {"audit": {"sink": {"endpoint": "judicial.courts.svc:7443"}}}},
+            "relay.audit.sink needs tls.auditSink.existingSecret",
+        ),
+        (
+            {"tls": {"auditSink": {"existingSecret": "judicial-sink"}}},
+            "relay.audit.sink is not",
+        ),
         (
             {"metrics": {"serviceMonitor": {"enabled": True}}},
             "set metrics.serviceMonitor.tlsConfig.caSecret",

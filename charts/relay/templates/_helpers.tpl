@@ -106,6 +106,13 @@ Included by the ConfigMap, which every render produces.
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
 {{- fail "autoscaling.minReplicas is larger than autoscaling.maxReplicas" -}}
 {{- end -}}
+{{- $sink := (.Values.relay.audit | default dict).sink -}}
+{{- if and $sink (not .Values.tls.auditSink.existingSecret) -}}
+{{- fail "relay.audit.sink needs tls.auditSink.existingSecret: a Secret with ca.crt (the judicial chain's CA), tls.crt and tls.key (the relay's client certificate for it)" -}}
+{{- end -}}
+{{- if and .Values.tls.auditSink.existingSecret (not $sink) -}}
+{{- fail "tls.auditSink.existingSecret is set but relay.audit.sink is not: set relay.audit.sink.endpoint to the judicial chain's relay.sink.v1 address" -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -171,6 +178,20 @@ limits:
 {{- with .Values.relay.access }}
 access:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.relay.audit }}
+audit:
+  {{- $rest := omit . "sink" }}
+  {{- if $rest }}
+  {{- toYaml $rest | nindent 2 }}
+  {{- end }}
+  {{- with .sink }}
+  sink:
+    {{- toYaml . | nindent 4 }}
+    tls_ca: /etc/relay/audit-sink/ca.crt
+    tls_cert: /etc/relay/audit-sink/tls.crt
+    tls_key: /etc/relay/audit-sink/tls.key
+  {{- end }}
 {{- end }}
 shutdown_grace: {{ .Values.relay.shutdownGrace | quote }}
 log_level: {{ .Values.relay.logLevel }}
@@ -296,6 +317,11 @@ spec:
           mountPath: /etc/relay/adapter-client
           readOnly: true
         {{- end }}
+        {{- if .Values.tls.auditSink.existingSecret }}
+        - name: audit-sink
+          mountPath: /etc/relay/audit-sink
+          readOnly: true
+        {{- end }}
         - name: signing
           mountPath: /etc/relay/signing
           readOnly: true
@@ -348,6 +374,19 @@ spec:
         secretName: {{ .Values.tls.adapterClient.existingSecret }}
         defaultMode: 0440
         items:
+          - key: tls.crt
+            path: tls.crt
+          - key: tls.key
+            path: tls.key
+    {{- end }}
+    {{- if .Values.tls.auditSink.existingSecret }}
+    - name: audit-sink
+      secret:
+        secretName: {{ .Values.tls.auditSink.existingSecret }}
+        defaultMode: 0440
+        items:
+          - key: ca.crt
+            path: ca.crt
           - key: tls.crt
             path: tls.crt
           - key: tls.key
