@@ -633,3 +633,50 @@ def test_v2_export_is_checked_a_line_at_a_time_and_refused_when_cut(
     # A line longer than the limit is refused without being held whole.
     monkeypatch.setattr(export, "MAX_LINE_BYTES", 300)
     assert "longer than 300 bytes" in refused(b"".join(lines[:4]) + b'{"x":"' + b"a" * 5000)
+
+
+def test_only_the_newest_checkpoints_stay_in_memory_and_older_ones_are_recalled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One checkpoint a minute is half a million a year: the log keeps the newest in memory
+    # and reads an older one back (checked against the leaves) when a proof names it.
+    import relay.audit.log as audit_log
+
+    monkeypatch.setattr(audit_log, "_RECENT_CHECKPOINTS", 3)
+
+    async def main_() -> None:
+        sizes = []
+        async with opened(tmp_path) as (store, audit):
+            for i in range(6):
+                await asyncio.gather(*(audit.append(entry(10 * i + j)) for j in range(10)))
+                sizes.append((await audit.checkpoint()).size)
+            assert [c.size for c in audit.checkpoints] == sizes[-3:]
+            oldest = sizes[0]
+            with pytest.raises(LookupError):
+                audit.inclusion(3, tree_size=oldest)
+            await audit.recall(oldest)
+            proof, at = audit.inclusion(3, tree_size=oldest)
+            assert at.size == oldest and at == (await store.audit_checkpoints())[0]
+            leaf = TREE_HASHER.hash_leaf(entry(3))
+            verify_inclusion(
+                hasher=TREE_HASHER, index=3, size=oldest, leaf_hash=leaf, proof=proof, root=at.root
+            )
+            first, second, _ = audit.consistency(oldest, sizes[-1])
+            assert first is not None and first.size == oldest and second.size == sizes[-1]
+        # A restart reads the newest few only (4, of which 3 are kept here).
+        async with opened(tmp_path) as (store, audit):
+            assert [c.size for c in audit.checkpoints] == sizes[-3:]
+            assert audit.integrity_error is None
+        # A stored old checkpoint replaced by one with another root is refused on recall.
+        tamper(
+            tmp_path,
+            "UPDATE audit_checkpoints SET root = ? WHERE size = ?",
+            b"\x07" * 32,
+            sizes[1],
+        )
+        async with opened(tmp_path) as (store, audit):
+            with pytest.raises(AuditIntegrityError, match=f"checkpoint {sizes[1]}"):
+                await audit.recall(sizes[1])
+            assert audit.integrity_error is not None
+
+    run(main_())

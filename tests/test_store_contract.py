@@ -1278,6 +1278,11 @@ async def test_audit_checkpoints_are_one_per_size_and_fenced_by_a_lease(backend:
         assert await store.put_audit_checkpoint(three, lease=new) == three
         assert [c.size for c in await store.audit_checkpoints(min_size=4)] == [5, 8]
         assert await store.audit_checkpoints(min_size=9) == []
+        # One by size, and the newest few (what the audit log keeps in memory).
+        assert [c.size for c in await store.audit_checkpoints(min_size=4, limit=1)] == [5]
+        newest = await store.audit_checkpoints(newest_first=True, limit=2)
+        assert [c.size for c in newest] == [8, 5]
+        assert await store.audit_checkpoints(limit=0) == []
     finally:
         await store.close()
 

@@ -58,6 +58,8 @@ import logging
 import os
 import socket
 import time
+from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -82,6 +84,11 @@ DEFAULT_FULL_VERIFY_INTERVAL_S = 3600.0
 READ_CHUNK = 10_000  # stored rows read and rehashed at a time
 _INLINE_ROWS = 256  # rehash at most this many rows on the event loop; more in a thread
 _CHECK_EACH = 4  # new checkpoints whose roots are each checked (more: the newest only)
+# Checkpoints held in memory: the newest ones (one a minute is half a million a year), and a
+# few older ones read back from the store when a proof asks for them (recall()).
+_RECENT_CHECKPOINTS = 1024
+_RECALLED_CHECKPOINTS = 256
+_SIGNED_KEPT = 1024
 
 
 def default_replica_id() -> str:
@@ -261,7 +268,10 @@ class AuditLog:
         self._checked = 0
         self._full_interval_s = full_verify_interval_s
         self._full_at = -1e18  # loop time the last complete full check started
-        self._checkpoints: list[AuditCheckpointRecord] = []  # checked against the rows
+        # The newest checkpoints, checked against the rows, by size (at most
+        # _RECENT_CHECKPOINTS), and older ones recalled from the store for proofs.
+        self._checkpoints: list[AuditCheckpointRecord] = []
+        self._recalled: OrderedDict[int, AuditCheckpointRecord] = OrderedDict()
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
         self._committing: list[_Pending] = []  # the batch whose transaction is under way
@@ -276,7 +286,7 @@ class AuditLog:
         self.on_new_term: list[Callable[[AuditLog], None]] = []
         self.integrity_error: AuditIntegrityError | None = None
         self.commits = 0  # store transactions made by appends (group commit: <= entries)
-        self.signed: list[int] = []  # sizes of the checkpoints this replica signed
+        self.signed: list[int] = []  # sizes of the newest checkpoints this replica signed
 
     @classmethod
     async def open(
@@ -326,6 +336,8 @@ class AuditLog:
 
     @property
     def checkpoints(self) -> list[AuditCheckpointRecord]:
+        """The newest checkpoints (at most 1,024), oldest first; :meth:`recall` reads older
+        ones back from the store."""
         return list(self._checkpoints)
 
     @property
@@ -339,10 +351,43 @@ class AuditLog:
         return self._lease is not None and time.monotonic() < self._lease_deadline
 
     def checkpoint_of_size(self, size: int) -> AuditCheckpointRecord | None:
-        for c in self._checkpoints:
-            if c.size == size:
-                return c
-        return None
+        """The checkpoint of ``size`` if it is held in memory (the newest ones, and those
+        recalled), else None."""
+        recent = self._checkpoints
+        i = bisect_left(recent, size, key=lambda c: c.size)
+        if i < len(recent) and recent[i].size == size:
+            return recent[i]
+        found = self._recalled.get(size)
+        if found is not None:
+            self._recalled.move_to_end(size)
+        return found
+
+    async def recall(self, *sizes: int) -> None:
+        """Make the checkpoints of ``sizes`` (0: the newest) available to
+        :meth:`checkpoint_at`, :meth:`inclusion` and :meth:`consistency`: one older than
+        those held in memory is read from the store and checked against the verified leaf
+        hashes first (a stored checkpoint whose root is not theirs is an integrity fault,
+        reported and raised). Sizes the store does not hold, or beyond the rows read, are
+        left for those methods to refuse."""
+        for size in sizes:
+            if size <= 0 or size > len(self._hashes) or self.checkpoint_of_size(size):
+                continue
+            rows = await self._store.audit_checkpoints(min_size=size, limit=1)
+            if not rows or rows[0].size != size:
+                continue
+            checkpoint = rows[0]
+            root = self._hashes.root(size)
+            if root != checkpoint.root:
+                error = AuditIntegrityError(
+                    f"stored audit checkpoint {size} has root {checkpoint.root.hex()}, not the "
+                    f"root of the first {size} rows ({root.hex()}): it was replaced",
+                    index=size,
+                )
+                self._report(error)
+                raise error
+            self._recalled[size] = checkpoint
+            while len(self._recalled) > _RECALLED_CHECKPOINTS:
+                self._recalled.popitem(last=False)
 
     # ------------------------------------------------------------------ integrity
 
@@ -378,10 +423,14 @@ class AuditLog:
             self._metrics.record_audit_log(entries=self.size)
 
     async def _new_checkpoints(self) -> list[AuditCheckpointRecord]:
-        """Stored checkpoints newer than the newest known one (signed by any replica)."""
+        """Stored checkpoints newer than the newest known one (signed by any replica); at
+        start-up, the newest few only (each covers the ones before it)."""
         latest = self.latest
+        if latest is None:
+            newest = await self._store.audit_checkpoints(newest_first=True, limit=_CHECK_EACH)
+            return list(reversed(newest))
         stored: list[AuditCheckpointRecord] = await self._store.audit_checkpoints(
-            min_size=0 if latest is None else latest.size + 1
+            min_size=latest.size + 1
         )
         return stored
 
@@ -404,6 +453,8 @@ class AuditLog:
         for c in checkpoints:
             if self.latest is None or c.size > self.latest.size:
                 self._checkpoints.append(c)
+        if len(self._checkpoints) > _RECENT_CHECKPOINTS:
+            del self._checkpoints[: len(self._checkpoints) - _RECENT_CHECKPOINTS]
 
     async def _read_rows(self, start: int, end: int | None) -> list[bytes]:
         """The leaf hashes of the stored rows from ``start`` (to ``end``, or to the end of
@@ -729,6 +780,7 @@ class AuditLog:
             record = stored if isinstance(stored, AuditCheckpointRecord) else record
             self._chain_checkpoints([record])
             self.signed.append(record.size)
+            del self.signed[:-_SIGNED_KEPT]
             if self._metrics is not None:
                 self._metrics.record_audit_checkpoint(time_s=now / 1e9)
             log.info("signed audit checkpoint %d", record.size)
@@ -799,7 +851,8 @@ class AuditLog:
 
     def checkpoint_at(self, size: int = 0) -> AuditCheckpointRecord:
         """The checkpoint of ``size`` (0: the newest known); LookupError if none (call
-        :meth:`refresh` first to see the ones other replicas stored)."""
+        :meth:`refresh` first to see the ones other replicas stored, and :meth:`recall`
+        for an older one than those held in memory)."""
         return self._checkpoint_for(size)
 
     def _held(self, checkpoint: AuditCheckpointRecord) -> int:
@@ -833,6 +886,16 @@ class AuditLog:
             return first, second, []
         proof = self._hashes.consistency_proof(first.size, self._held(second))
         return first, second, proof
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """The RFC 6962 consistency proof between the log's first ``size1`` and ``size2``
+        rows (e.g. from the checkpoint a judicial chain holds to a newer one), whether or
+        not their checkpoints are held in memory. LookupError beyond the rows read."""
+        if size2 > len(self._hashes):
+            raise LookupError(
+                f"this relay has read {len(self._hashes)} audit rows, fewer than {size2}"
+            )
+        return self._hashes.consistency_proof(size1, size2)
 
     async def leaves(
         self,

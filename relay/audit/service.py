@@ -83,6 +83,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     ) -> audit_pb2.AuditCheckpoint:
         async def run(req: audit_pb2.GetAuditCheckpointRequest) -> audit_pb2.AuditCheckpoint:
             await self._audit.refresh()
+            await self._audit.recall(req.size)
             return checkpoint_message(self._audit.checkpoint_at(req.size))
 
         result: audit_pb2.AuditCheckpoint = await self._run("GetCheckpoint", request, context, run)
@@ -105,6 +106,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                     f"audit entry {req.index} is not an entry of court {court}",
                 )
             await self._audit.refresh()
+            await self._audit.recall(req.tree_size)
             proof, checkpoint = self._audit.inclusion(req.index, tree_size=req.tree_size)
             return audit_pb2.AuditInclusionProof(
                 index=row.index,
@@ -126,6 +128,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             req: audit_pb2.GetAuditConsistencyProofRequest,
         ) -> audit_pb2.AuditConsistencyProof:
             await self._audit.refresh()
+            await self._audit.recall(req.first_size, req.second_size)
             first, second, proof = self._audit.consistency(req.first_size, req.second_size)
             out = audit_pb2.AuditConsistencyProof(second=checkpoint_message(second), hashes=proof)
             if first is not None:

@@ -242,8 +242,7 @@ class RemoteChainSink:
     def _proof(self, held: int, size: int) -> list[bytes]:
         if held == 0 or self._log is None:
             return []
-        _, _, proof = self._log.consistency(held, size)
-        return list(proof)
+        return list(self._log.consistency_proof(held, size))
 
     async def _run(self) -> None:
         import grpc

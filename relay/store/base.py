@@ -823,8 +823,11 @@ class Store(Protocol):
         audit log's checkpoint lease, relay/audit/log.py), the write is fenced like a sync
         write: LeaseLostError unless that term is still current and unexpired."""
 
-    async def audit_checkpoints(self, *, min_size: int = 0) -> list[AuditCheckpointRecord]:
-        """Stored checkpoints with ``size >= min_size``, by size."""
+    async def audit_checkpoints(
+        self, *, min_size: int = 0, limit: int | None = None, newest_first: bool = False
+    ) -> list[AuditCheckpointRecord]:
+        """Stored checkpoints with ``size >= min_size``, by size (largest first with
+        ``newest_first``), at most ``limit`` of them."""
 
     # -- per-chain sync leases with fencing (issue 9)
 

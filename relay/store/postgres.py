@@ -835,14 +835,20 @@ class PostgresStore:
 
         return await self._write(write)
 
-    async def audit_checkpoints(self, *, min_size: int = 0) -> list[AuditCheckpointRecord]:
+    async def audit_checkpoints(
+        self, *, min_size: int = 0, limit: int | None = None, newest_first: bool = False
+    ) -> list[AuditCheckpointRecord]:
+        order = "DESC" if newest_first else "ASC"
+        rows = MAX_INT64 if limit is None else max(0, min(int(limit), MAX_INT64))
+
         async def read(conn: Conn) -> list[AuditCheckpointRecord]:
             return [
                 AuditCheckpointRecord(int(r[0]), bytes(r[1]), bytes(r[2]), int(r[3]))
                 for r in await conn.fetch(
                     "SELECT size, root, note, at_ns FROM audit_checkpoints WHERE size >= $1"
-                    " ORDER BY size",
+                    f" ORDER BY size {order} LIMIT $2",
                     max(0, min(int(min_size), MAX_INT64)),
+                    rows,
                 )
             ]
 
