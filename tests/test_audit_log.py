@@ -625,7 +625,8 @@ def test_v2_export_is_checked_a_line_at_a_time_and_refused_when_cut(
         return capsys.readouterr().err
 
     # Cut after a whole line, cut inside one, a line after the end, wrong counts.
-    assert "without its end line" in refused(b"".join(lines[:-3]))
+    assert f"ends at line {len(lines) - 3} without its end line" in refused(b"".join(lines[:-3]))
+    assert "ends at line 1 without" in refused(lines[0])
     assert "not UTF-8 JSON" in refused(b"".join(lines[:-3]) + lines[-3][:20])
     assert "after its end line" in refused(b"".join(lines) + lines[5])
     wrong = json.dumps({"end": {"leaves": 25, "checkpoints": 2}}).encode() + b"\n"

@@ -511,11 +511,14 @@ def verify_export_lines(
             raise LimitExceededError("audit export has too many leaves")
         checker.leaf(_parse_leaf(line, f"line {number}"))
         following = next(it, None)
-        number += 1
-        line = None if following is None else _json_line(following, f"line {number}")
+        if following is None:
+            line = None
+        else:
+            number += 1
+            line = _json_line(following, f"line {number}")
     if line is None:
         raise MalformedInputError(
-            f"audit export ends at line {number - 1} without its end line: the file was cut"
+            f"audit export ends at line {number} without its end line: the file was cut"
         )
     end = line["end"]
     report = checker.finish()
