@@ -692,7 +692,8 @@ async def client(args: argparse.Namespace) -> None:
             info = relay.info
             rss_filled = rss_mib(info["pid"])
             relay_3 = await measure(
-                "relay GetOwnership, 1M states stored", info["port"], GET_OWNERSHIP, distinct,
+                f"relay GetOwnership, {args.states:,} states stored", info["port"],
+                GET_OWNERSHIP, distinct,
                 ca=ca, in_flight=args.in_flight, pid=info["pid"],
             )  # fmt: skip
             rss_after = rss_mib(info["pid"])
