@@ -5,12 +5,10 @@ completes and prints every row with a number."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench" / "bench_audit.py"
+from benchsmoke import rows, run_bench
+
 ROWS = (
     "checkpoint (re-read new rows, root, sign)",
     "every stored row re-read and rehashed",
@@ -22,17 +20,9 @@ ROWS = (
 
 
 def test_bench_audit_runs_and_prints_every_row(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCH), "--rows", "3000", "--new", "10", "--dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    lines = result.stdout.splitlines()
-    for row in ROWS:
-        matching = [line for line in lines if line.startswith(row)]
-        assert len(matching) == 1, f"row {row!r} missing from:\n{result.stdout}"
-        assert re.search(r"\d", matching[0][len(row) :]), matching[0]
-    assert "log of 3,0" in result.stdout and "checkpoint: " in result.stdout
+    lines = run_bench("bench_audit.py", "--rows 3000 --new 10", tmp_path, timeout_s=240)
+    for name, matching in rows(lines, ROWS).items():
+        assert len(matching) == 1, matching
+        assert re.search(r"\d", matching[0][len(name) :]), matching[0]
+    text = "\n".join(lines)
+    assert "log of 3,0" in text and "checkpoint: " in text

@@ -6,12 +6,10 @@ every table row is printed with numbers and no call failed."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench" / "bench_query.py"
+from benchsmoke import rows, run_bench
+
 QUICK = "--requests 300 --states 3000 --rounds 1 --scale 10"
 ROWS = (
     "echo floor (",
@@ -24,22 +22,12 @@ ROWS = (
 
 
 def test_bench_query_runs_and_prints_every_row(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCH), *QUICK.split(), "--dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    lines = result.stdout.splitlines()
-    for row in ROWS:
-        matching = [line for line in lines if line.startswith(row)]
-        assert matching, f"row {row!r} missing from:\n{result.stdout}"
+    lines = run_bench("bench_query.py", QUICK, tmp_path, timeout_s=240)
+    for name, matching in rows(lines, ROWS).items():
         for line in matching:
-            numbers = re.findall(r"\d[\d,]*(?:\.\d+)?", line[len(row) :])
+            numbers = re.findall(r"\d[\d,]*(?:\.\d+)?", line[len(name) :])
             assert len(numbers) >= 6, line  # QPS, latencies, bytes, errors, CPU...
             # No failed call: the "err" column of print_results' fixed-width row.
             assert line[96:99].strip() == "0", line
-    assert "audit log cost:" in result.stdout
-    assert "store lookups in the relay process" in result.stdout
+    text = "\n".join(lines)
+    assert "audit log cost:" in text and "store lookups in the relay process" in text

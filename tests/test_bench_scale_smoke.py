@@ -4,11 +4,11 @@ No timing is asserted: only that it completes and prints every row with a value.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from benchsmoke import rows, run_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "bench_scale.py"
@@ -26,18 +26,7 @@ def _rows() -> tuple[str, ...]:
 
 @pytest.mark.timeout(240)
 def test_bench_scale_runs_and_prints_every_row(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCH), *QUICK.split(), "--dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=220,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    lines = result.stdout.splitlines()
-    for row in _rows():
-        matching = [line for line in lines if line.startswith(row)]
-        assert matching, f"row {row!r} missing from:\n{result.stdout}"
-        assert matching[0][len(row) :].strip(), f"row {row!r} has no value"
+    lines = run_bench("bench_scale.py", QUICK, tmp_path)
+    rows(lines, _rows())
     # Five chains were followed and every one of them stayed ACTIVE.
     assert any(line.startswith(_rows()[0]) and "5 / 5 of 5" in line for line in lines)
