@@ -542,7 +542,7 @@ def verify_export(
     """Check an export held in memory, v2 or v1 (module docstring). Raises
     AuditCheckFailed naming the first failed check, MalformedInputError /
     LimitExceededError for an unreadable export."""
-    if is_export_v2(data.split(b"\n", 1)[0]):
+    if is_export_v2(data[: MAX_LINE_BYTES + 1].split(b"\n", 1)[0]):
         return verify_export_lines(data.splitlines(keepends=True), relay_key=relay_key)
     exported_key, leaves, checkpoints = parse_export(data)
     checker = _checker(exported_key, relay_key)

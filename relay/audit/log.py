@@ -62,7 +62,8 @@ from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from relay.audit.checkpoint import TREE_HASHER, audit_origin, sign_checkpoint
 from relay.store.base import (
@@ -72,9 +73,10 @@ from relay.store.base import (
     LeaseLostError,
     StoreIntegrityError,
 )
-from relay.verify.merkle.rfc6962 import MerkleTree, root_hash
+from relay.verify.merkle.rfc6962 import MerkleTree
 
 log = logging.getLogger("relay.audit")
+T = TypeVar("T")
 
 AUDIT_LEASE = "relay/audit-checkpoints"
 """The lease name of the checkpoint signer. Chain ids are ``[A-Za-z0-9._-]`` only
@@ -89,6 +91,12 @@ _CHECK_EACH = 4  # new checkpoints whose roots are each checked (more: the newes
 _RECENT_CHECKPOINTS = 1024
 _RECALLED_CHECKPOINTS = 256
 _SIGNED_KEPT = 1024
+
+
+async def _checked(fn: Callable[[], T], *, heavy: bool) -> T:
+    """``fn()`` (a check over stored rows), in a worker thread when ``heavy`` (more rows
+    than _INLINE_ROWS, or checkpoint roots), so the event loop keeps answering queries."""
+    return await asyncio.to_thread(fn) if heavy else fn()
 
 
 def default_replica_id() -> str:
@@ -139,29 +147,19 @@ def check_leaves(leaves: Sequence[AuditLeafRecord], *, start: int = 0) -> list[b
 
 
 def check_extends(
-    hashes: Sequence[bytes],
-    previous: AuditCheckpointRecord | None,
-    *,
-    size: int | None = None,
-    root_of: Callable[[int], bytes] | None = None,
+    size: int, previous: AuditCheckpointRecord | None, root_of: Callable[[int], bytes]
 ) -> None:
-    """Raise AuditIntegrityError unless the log ``hashes`` (its first ``size`` leaves, all
-    by default) extends ``previous``. ``root_of(n)``, when given, is the root of the first n
-    leaves (e.g. from a MerkleTree's kept subtree roots) instead of a rehash."""
+    """Raise AuditIntegrityError unless a log of ``size`` rows, whose first n rows have the
+    root ``root_of(n)``, extends the checkpoint ``previous``."""
     if previous is None:
         return
-    n = len(hashes) if size is None else size
-    if n < previous.size:
+    if size < previous.size:
         raise AuditIntegrityError(
-            f"the audit log has {n} rows but checkpoint {previous.size} was signed "
+            f"the audit log has {size} rows but checkpoint {previous.size} was signed "
             "over more: rows were deleted",
-            index=n,
+            index=size,
         )
-    root = (
-        root_of(previous.size)
-        if root_of is not None
-        else root_hash(hasher=TREE_HASHER, leaf_hashes=hashes[: previous.size])
-    )
+    root = root_of(previous.size)
     if root != previous.root:
         raise AuditIntegrityError(
             f"the first {previous.size} audit rows no longer have the root of the signed "
@@ -447,7 +445,7 @@ class AuditLog:
         and ``relay audit verify`` checks them all."""
         chosen = list(checkpoints) if len(checkpoints) <= _CHECK_EACH else list(checkpoints[-1:])
         for c in chosen:
-            check_extends((), c, size=size, root_of=root_of)
+            check_extends(size, c, root_of)
 
     def _chain_checkpoints(self, checkpoints: Sequence[AuditCheckpointRecord]) -> None:
         for c in checkpoints:
@@ -468,10 +466,8 @@ class AuditLog:
             rows: list[AuditLeafRecord] = await self._store.audit_leaves(
                 start=first, end=end, limit=limit
             )
-            if len(rows) > _INLINE_ROWS:
-                hashes.extend(await asyncio.to_thread(check_leaves, rows, start=first))
-            else:
-                hashes.extend(check_leaves(rows, start=first))
+            heavy = len(rows) > _INLINE_ROWS
+            hashes.extend(await _checked(partial(check_leaves, rows, start=first), heavy=heavy))
             if len(rows) < limit:
                 break
         return hashes
@@ -518,10 +514,7 @@ class AuditLog:
                     checkpoints = [*([previous] if previous and full else []), *new]
                     self._check_checkpoints(end, root_of, checkpoints)
 
-                if len(tail) > _INLINE_ROWS or new:
-                    await asyncio.to_thread(check)
-                else:
-                    check()
+                await _checked(check, heavy=len(tail) > _INLINE_ROWS or bool(new))
                 self._absorb(tail, start=start)
             except AuditIntegrityError as e:
                 self._report(e)
@@ -591,10 +584,7 @@ class AuditLog:
                     if new:
                         self._check_checkpoints(end, root_of, new)
 
-                if len(hashes) > _INLINE_ROWS or new:
-                    await asyncio.to_thread(check)
-                else:
-                    check()
+                await _checked(check, heavy=len(hashes) > _INLINE_ROWS or bool(new))
                 self._absorb(hashes, start=start)
             except AuditIntegrityError as e:
                 self._report(e)
